@@ -1,0 +1,289 @@
+"""Resolution protocols: the native and low-resolution views of one image.
+
+A sweep shows a model each image at its native size n and at low resolutions r < n: the image is brought
+down to r x r, then back up to n x n. `ViewMaker` decodes nothing and loads no model; it turns one PIL
+image into a uint8 tensor (V, 3, n, n) holding every requested view, in the order asked for.
+
+Two protocols:
+
+* ``canonical``: one native crop (short side to n, centre crop), and every low resolution derived from that
+  crop (antialiased bicubic down to r x r, bicubic up to n x n, in float). All views show the same content,
+  so accuracy differences come from resolution alone.
+* ``paper``: the LR0.FM authors' per-family pipelines, so the paper's numbers can be reproduced. Some
+  families resize the short side and centre-crop, others stretch the whole image to a square.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import UserError
+
+PROTOCOLS: dict[str, str] = {
+    "canonical": "short side to native + centre crop; each low resolution made from that crop "
+    "(antialiased bicubic down to r x r, bicubic back up, in float); every view shows the same content",
+    "paper": "the LR0.FM authors' per-family pipelines (torchvision bicubic Resize on PIL): short side + "
+    "centre crop for CLIP/MetaCLIP/EVA/CLIPA/CoCa, square stretch for OpenCLIP/SigLIP/EVA-8B/ALBEF/M2/BLIP",
+}
+
+Resolution = int | str  # "native" or a side length in pixels below native
+
+# Which resize path the authors' evaluation code takes per family (github.com/shyammarjit/LR0.FM):
+#   shortside: Resize(r) -> Resize(n) -> CenterCrop(n); native Resize(n) -> CenterCrop(n)
+#     clip      CLIP/clip/clip.py::resolution_transform
+#     metaclip  MetaCLIP/src/open_clip_local/transform.py::image_transform
+#     eva       EVA/EVA-CLIP/rei/data/__init__.py::create_dataset_zero_shot (enable_resize=True)
+#     clipa     CLIPA/clipa_torch/data/__init__.py
+#     coca      CLIP_benchmark/data/__init__.py, model_name "coca"
+#   stretch: Resize((r, r)) -> Resize((n, n)); native Resize((n, n)); no crop
+#     openclip  CLIP_benchmark/data/__init__.py "openclip"; open_clip/src/data/__init__.py (LR-TK0 eval)
+#     siglip    CLIP_benchmark/data/__init__.py "siglip"
+#     eva8b     EVA/EVA-CLIP-18B/shinji/data/__init__.py
+#     albef     ALBEF/data/__init__.py
+#     m2        Ant-Multi-Modal-Framework/prj/M2_Encoder/data/__init__.py
+#     blip      eval code not released; assumed to follow ALBEF, its predecessor
+#     tiny      this package's bundled model, evaluated like OpenCLIP
+PAPER_PIPELINES: dict[str, str] = {
+    "clip": "shortside",
+    "metaclip": "shortside",
+    "eva": "shortside",
+    "clipa": "shortside",
+    "coca": "shortside",
+    "openclip": "stretch",
+    "siglip": "stretch",
+    "eva8b": "stretch",
+    "albef": "stretch",
+    "m2": "stretch",
+    "blip": "stretch",
+    "tiny": "stretch",
+}
+
+# Families the paper never measured get the generic harness path (CLIP_benchmark's "openclip").
+DEFAULT_PAPER_PIPELINE = "stretch"
+
+
+def paper_pipeline(family: str) -> str:
+    """"shortside" or "stretch": the resize path the paper's code uses for `family`.
+
+    An unknown family gets "stretch", the path of the authors' generic harness; use the canonical
+    protocol for models the paper did not evaluate.
+    """
+    return PAPER_PIPELINES.get(family.strip().lower(), DEFAULT_PAPER_PIPELINE)
+
+
+def parse_resolutions(
+    value: str | Sequence[int | str] | None, native: int, default: Sequence[int]
+) -> list[Resolution]:
+    """Validate a resolution list such as "native,128,64,32,16".
+
+    Keeps the user's order, except that "native" (if given) moves to the front. `None` means
+    "native" plus the entries of `default` that are below `native` (a small model cannot use 128).
+    """
+    if value is None:
+        return ["native", *(int(r) for r in default if 0 < int(r) < native)]
+    # Empty pieces of a string ("64,,32", a trailing comma) are slips, not resolutions.
+    tokens = [t for t in value.split(",") if t.strip()] if isinstance(value, str) else list(value)
+    if not tokens:
+        example = ",".join(["native", *(str(r) for r in default)]) if default else "native,64,32,16"
+        raise UserError(f"No resolutions were given; pass a list such as '{example}'.")
+    seen: list[Resolution] = []
+    for token in tokens:
+        parsed = _parse_one(token, native)
+        if parsed in seen:
+            name = "'native'" if parsed == "native" else f"Resolution {parsed}"
+            raise UserError(f"{name} is listed twice; give each resolution once.")
+        seen.append(parsed)
+    if "native" in seen:
+        seen.remove("native")
+        seen.insert(0, "native")
+    return seen
+
+
+def _parse_one(token: object, native: int) -> Resolution:
+    if isinstance(token, str):
+        text = token.strip()
+        if text.lower() == "native":
+            return "native"
+        try:
+            resolution = int(text)
+        except ValueError:
+            raise UserError(
+                f"Resolution {text!r} is not a whole number; use 'native' or pixel sizes such as 64."
+            ) from None
+    elif isinstance(token, (int, np.integer)) and not isinstance(token, bool):
+        resolution = int(token)
+    else:
+        raise UserError(f"Resolution {token!r} is not a whole number; use 'native' or pixel sizes such as 64.")
+    if resolution <= 0:
+        raise UserError(f"Resolution {resolution} must be a positive number of pixels; use sizes such as 64.")
+    if resolution >= native:
+        raise UserError(
+            f"Resolution {resolution} is not below the model's native {native} px; "
+            f"use 'native' for full size and only sizes below {native} for low resolutions."
+        )
+    return resolution
+
+
+# --------------------------------------------------------------------------------------------------
+# Colour conversion
+
+_WHITE = (255, 255, 255, 255)
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB.
+
+    * Transparency (RGBA, LA, PA, premultiplied RGBa/La, palette or colour-key transparency) is composited
+      onto white: hidden colour under alpha 0 is arbitrary (often black), and white is how viewers and
+      product photos show it. Fully opaque images keep their pixels exactly.
+    * 16-bit ("I;16*") and 32-bit integer ("I") greyscale is read as 0..65535 and scaled to 0..255 (Pillow's
+      own convert clips everything above 255 to white).
+    * Float ("F") is read as 0..1 if every value lies in [0, 1], otherwise as 0..255 (Pillow's scale), clipped.
+    * LAB goes through an ICC transform; other modes (L, 1, P, CMYK, YCbCr, HSV, RGBX) use Pillow's convert.
+    """
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in _SIXTEEN_BIT:
+        values = np.asarray(image).astype(np.float64)
+        grey = np.clip(np.rint(values * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values = values * 255.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if mode == "LAB":
+        return _lab_to_rgb(image)
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] == 255:
+            return rgba.convert("RGB")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:
+        raise UserError(
+            f"Image mode {mode!r} cannot be converted to RGB ({error}); convert the file to RGB first."
+        ) from error
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """Alpha channel, palette with alpha, or a transparency key in the metadata."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return True
+    return image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA"
+
+
+def _lab_to_rgb(image: Image.Image) -> Image.Image:
+    try:
+        from PIL import ImageCms
+    except ImportError as error:  # Pillow built without LittleCMS
+        raise UserError(f"LAB images need Pillow with LittleCMS ({error}); convert the file to RGB first.") from error
+    transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+    return ImageCms.applyTransform(image, transform)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resizing, mirroring torchvision's arithmetic on PIL images (Resize, CenterCrop)
+
+_BICUBIC = Image.Resampling.BICUBIC
+
+
+def _resize_short_side(image: Image.Image, size: int) -> Image.Image:
+    """torchvision Resize(size): short side to `size`, long side truncated (int), not rounded."""
+    width, height = image.size
+    if width <= height:
+        target = (size, int(size * height / width))
+    else:
+        target = (int(size * width / height), size)
+    return image if target == image.size else image.resize(target, _BICUBIC)
+
+
+def _resize_square(image: Image.Image, size: int) -> Image.Image:
+    """torchvision Resize((size, size)): stretch to a square, aspect ratio not kept."""
+    return image if image.size == (size, size) else image.resize((size, size), _BICUBIC)
+
+
+def _center_crop(image: Image.Image, size: int) -> Image.Image:
+    """torchvision CenterCrop(size) on an image at least `size` on each side (Python's round, half to even)."""
+    width, height = image.size
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return image.crop((left, top, left + size, top + size))
+
+
+def _to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 (3, H, W)."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+class ViewMaker:
+    """Turns one image into the uint8 views (V, 3, n, n) of a resolution sweep.
+
+    Holds only plain values, so it pickles into DataLoader workers.
+    """
+
+    def __init__(self, protocol: str, native: int, resolutions: list[Resolution], family: str = "openclip"):
+        if protocol not in PROTOCOLS:
+            raise UserError(f"Unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}.")
+        if int(native) <= 0:
+            raise UserError(f"Native size {native} must be a positive number of pixels.")
+        self.protocol = protocol
+        self.native = int(native)
+        self.resolutions = parse_resolutions(list(resolutions), self.native, ())
+        self.family = family
+        self.pipeline = paper_pipeline(family) if protocol == "paper" else "canonical"
+
+    def __repr__(self) -> str:
+        return (
+            f"ViewMaker(protocol={self.protocol!r}, native={self.native}, resolutions={self.resolutions!r}, "
+            f"family={self.family!r}, pipeline={self.pipeline!r})"
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        image = to_rgb(image)
+        if self.pipeline == "canonical":
+            views = self._canonical(image)
+        elif self.pipeline == "shortside":
+            views = [self._shortside(image, r) for r in self.resolutions]
+        else:
+            views = [self._stretch(image, r) for r in self.resolutions]
+        return torch.stack(views)
+
+    def _canonical(self, image: Image.Image) -> list[torch.Tensor]:
+        n = self.native
+        crop = _to_tensor(_center_crop(_resize_short_side(image, n), n))
+        pixels = crop.unsqueeze(0).float()
+        views = []
+        for resolution in self.resolutions:
+            if resolution == "native":
+                views.append(crop)
+                continue
+            # antialias=True on both steps: the same Keys (a=-0.5) cubic as PIL's bicubic, which made the crop,
+            # with the low-pass filter that keeps the down step from aliasing; no uint8 rounding in between.
+            small = F.interpolate(pixels, size=(resolution, resolution), mode="bicubic", antialias=True)
+            back = F.interpolate(small, size=(n, n), mode="bicubic", antialias=True)
+            views.append(back.round().clamp(0, 255).to(torch.uint8)[0])
+        return views
+
+    def _shortside(self, image: Image.Image, resolution: Resolution) -> torch.Tensor:
+        n = self.native
+        if resolution != "native":
+            image = _resize_short_side(image, resolution)
+        return _to_tensor(_center_crop(_resize_short_side(image, n), n))
+
+    def _stretch(self, image: Image.Image, resolution: Resolution) -> torch.Tensor:
+        if resolution != "native":
+            image = _resize_square(image, resolution)
+        return _to_tensor(_resize_square(image, self.native))
+
+
+__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "Resolution", "ViewMaker", "paper_pipeline", "parse_resolutions", "to_rgb"]
