@@ -45,4 +45,29 @@ def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> Ze
     return model.to(device)
 
 
-__all__ = ["BACKENDS", "ImageConfig", "ZeroShotModel", "load_model"]
+
+
+def check_spec(spec: str) -> None:
+    """Reject a malformed or unknown spec before anything is loaded or written."""
+    spec = spec.strip()
+    if spec == "lr0fm-tiny" or spec.startswith("hf:"):
+        if spec == "hf:":
+            raise UserError("hf: needs a model id or folder, e.g. hf:openai/clip-vit-base-patch32.")
+        return
+    if spec.startswith("openclip:"):
+        name = spec.removeprefix("openclip:")
+        if name.startswith("hf-hub:"):
+            return
+        import open_clip
+
+        arch, _, tag = name.partition("/")
+        if arch not in open_clip.list_models():
+            raise UserError(f"Unknown open_clip architecture {arch!r}; `lr0fm list models` shows how to list them.")
+        if tag and not open_clip.get_pretrained_cfg(arch, tag):
+            tags = open_clip.list_pretrained_tags_by_model(arch)
+            raise UserError(f"Unknown pretrained tag {tag!r} for {arch}; use one of: {', '.join(tags) or '(none: pass --weights FILE)'}.")
+        return
+    load_model(spec)  # raises the unknown-model error
+
+
+__all__ = ["BACKENDS", "ImageConfig", "ZeroShotModel", "check_spec", "load_model"]

@@ -1,0 +1,108 @@
+"""Hugging Face transformers models: CLIPModel and SiglipModel, from a hub id or a local folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .base import OPENAI_MEAN, OPENAI_STD, ImageConfig, ZeroShotModel
+from .hub import hub_mode, load_failure
+
+SUPPORTED_TYPES = ("clip", "siglip")
+
+
+def _features(output) -> torch.Tensor:
+    # transformers 5 returns a model output from get_*_features; older versions a plain tensor.
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output
+
+
+class HFModel(ZeroShotModel):
+    def __init__(self, spec: str, family: str, model: torch.nn.Module, tokenizer, image: ImageConfig, text_padding):
+        self.spec = spec
+        self.family = family
+        self.module = model
+        self.tokenizer = tokenizer
+        self.image = image
+        self.text_padding = text_padding
+        self.logit_scale = float(model.logit_scale.exp().item())
+        bias = getattr(model, "logit_bias", None)
+        self.logit_bias = float(bias.item()) if bias is not None else 0.0
+
+    @property
+    def visual(self) -> torch.nn.Module:
+        return self.module.vision_model
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return _features(self.module.get_image_features(pixel_values=self.normalize(pixels)))
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        # SigLIP was trained on max-length padded text; CLIP pads to the longest prompt.
+        tokens = self.tokenizer(texts, padding=self.text_padding, truncation=True, return_tensors="pt").to(self.device)
+        kwargs = {"input_ids": tokens["input_ids"]}
+        if "attention_mask" in tokens and self.text_padding != "max_length":
+            kwargs["attention_mask"] = tokens["attention_mask"]
+        return _features(self.module.get_text_features(**kwargs))
+
+
+def _image_config(processor_dir_or_id: str, model, local_only: bool) -> ImageConfig:
+    from transformers import AutoImageProcessor
+
+    size = model.config.vision_config.image_size
+    mean, std = OPENAI_MEAN, OPENAI_STD
+    try:
+        processor = AutoImageProcessor.from_pretrained(processor_dir_or_id, local_files_only=local_only)
+        mean = tuple(processor.image_mean)
+        std = tuple(processor.image_std)
+    except (OSError, ValueError):
+        pass  # no preprocessor_config.json: the model config's size and CLIP's mean/std are the defaults
+    return ImageConfig(int(size), mean, std)
+
+
+def family_of(name: str, model_type: str) -> str:
+    lowered = name.lower()
+    if model_type == "siglip":
+        return "siglip"
+    if "metaclip" in lowered:
+        return "metaclip"
+    if "openai" in lowered:
+        return "clip"
+    if "laion" in lowered or "datacomp" in lowered or "dfn" in lowered:
+        return "openclip"
+    return "clip"
+
+
+def load_hf(name: str) -> HFModel:
+    from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    spec = f"hf:{name}"
+    local = Path(name).expanduser()
+    if local.exists() and not local.is_dir():
+        raise UserError(f"{name} is a file; hf: models need a folder saved with save_pretrained (config.json and weights).")
+    source = str(local) if local.is_dir() else name
+    with hub_mode() as online:
+        local_only = local.is_dir() or not online
+        try:
+            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        except (OSError, ValueError) as error:
+            if local.is_dir():
+                raise UserError(f"{name} has no readable config.json; save the model there with save_pretrained().") from error
+            raise load_failure(spec, online, error) from error
+        if config.model_type not in SUPPORTED_TYPES:
+            raise UserError(f"{spec} is a {config.model_type!r} model; hf: supports CLIPModel and SiglipModel ({', '.join(SUPPORTED_TYPES)}).")
+        model_class = SiglipModel if config.model_type == "siglip" else CLIPModel
+        try:
+            model = model_class.from_pretrained(source, local_files_only=local_only)
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        except (OSError, ValueError) as error:
+            if local.is_dir():
+                raise UserError(f"{name} lacks model weights or tokenizer files; save both there with save_pretrained().") from error
+            raise load_failure(spec, online, error) from error
+        image = _image_config(source, model, local_only)
+    padding = "max_length" if config.model_type == "siglip" else True
+    return HFModel(spec, family_of(name, config.model_type), model, tokenizer, image, padding)

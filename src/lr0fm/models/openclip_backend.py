@@ -1,0 +1,151 @@
+"""open_clip models: pretrained tags, hub repos, or an architecture with a local weights file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .base import OPENAI_MEAN, OPENAI_STD, ImageConfig, ZeroShotModel
+from .hub import hub_mode, load_failure
+
+
+def family_of(name: str, tag: str | None) -> str:
+    """The LR0.FM family of an open_clip model, which picks its `paper` resolution protocol."""
+    lowered = name.lower()
+    tag = (tag or "").lower()
+    if tag == "openai" or "openai" in lowered:
+        return "clip"
+    if tag.startswith("metaclip") or "metaclip" in lowered:
+        return "metaclip"
+    if "siglip" in lowered:
+        return "siglip"
+    if "clipa" in lowered:
+        return "clipa"
+    if lowered.startswith("coca") or "coca" in lowered:
+        return "coca"
+    if "eva" in lowered:
+        return "eva"
+    return "openclip"
+
+
+class OpenClipModel(ZeroShotModel):
+    def __init__(self, spec: str, family: str, clip: torch.nn.Module, tokenizer, image: ImageConfig):
+        self.spec = spec
+        self.family = family
+        self.module = clip
+        self.tokenizer = tokenizer
+        self.image = image
+        self.logit_scale = float(clip.logit_scale.exp().item()) if getattr(clip, "logit_scale", None) is not None else 100.0
+        bias = getattr(clip, "logit_bias", None)
+        self.logit_bias = float(bias.item()) if bias is not None else 0.0
+
+    @property
+    def visual(self) -> torch.nn.Module:
+        return self.module.visual
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.module.encode_image(self.normalize(pixels))
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.module.encode_text(tokens)
+
+
+def _image_config(clip: torch.nn.Module) -> ImageConfig:
+    cfg = getattr(clip.visual, "preprocess_cfg", {}) or {}
+    size = cfg.get("size") or clip.visual.image_size
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    return ImageConfig(int(size), tuple(cfg.get("mean") or OPENAI_MEAN), tuple(cfg.get("std") or OPENAI_STD))
+
+
+@contextlib.contextmanager
+def _root_logging_silenced():
+    # open_clip logs each download failure at ERROR level before raising; we raise our own sentence instead.
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
+def load_openclip(name: str, weights: str | None = None) -> OpenClipModel:
+    import open_clip
+
+    spec = f"openclip:{name}"
+    if name.startswith("hf-hub:"):
+        if weights:
+            raise UserError("--weights cannot be combined with openclip:hf-hub: models; use openclip:ARCH --weights FILE instead.")
+        with hub_mode() as online, _root_logging_silenced():
+            try:
+                clip = open_clip.create_model(name)
+                tokenizer = open_clip.get_tokenizer(name)
+            except Exception as error:
+                raise load_failure(spec, online, error) from error
+        return OpenClipModel(spec, family_of(name, None), clip, tokenizer, _image_config(clip))
+
+    arch, _, tag = name.partition("/")
+    if arch not in open_clip.list_models():
+        close = [m for m in open_clip.list_models() if m.lower().startswith(arch.lower()[:5])][:8]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"Unknown open_clip architecture {arch!r}{hint}; `python -c \"import open_clip; print(open_clip.list_models())\"` lists them all.")
+    tag_cfg = {}
+    if tag:
+        tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
+        if not tag_cfg:
+            tags = open_clip.list_pretrained_tags_by_model(arch)
+            raise UserError(f"Unknown pretrained tag {tag!r} for {arch}; use one of: {', '.join(tags) or '(none: pass --weights FILE)'}.")
+
+    quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    preprocess = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
+    if weights:
+        with _root_logging_silenced():
+            clip = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, force_preprocess_cfg=preprocess)
+        load_weights_file(clip, weights, arch)
+    elif tag:
+        with hub_mode() as online, _root_logging_silenced():
+            try:
+                clip = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick_gelu)
+            except RuntimeError as error:
+                raise load_failure(spec, online, error) from error
+    else:
+        with _root_logging_silenced():
+            clip = open_clip.create_model(arch, pretrained=None)
+        logging.getLogger(__name__).warning("openclip:%s has no pretrained tag and no --weights: random weights", arch)
+    tokenizer = open_clip.get_tokenizer(arch)
+    return OpenClipModel(spec, family_of(arch, tag), clip, tokenizer, _image_config(clip))
+
+
+def load_weights_file(clip: torch.nn.Module, weights: str, arch: str) -> None:
+    """Load a safetensors file or a torch checkpoint (weights_only=True) into `clip`, strictly."""
+    import open_clip
+    from open_clip.factory import load_state_dict
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"Weights file {weights} does not exist; pass the path of a .safetensors or .pt checkpoint.")
+    try:
+        open_clip.load_checkpoint(clip, str(path), strict=True, weights_only=True)
+    except RuntimeError as error:
+        if "state_dict" not in str(error):
+            raise _unreadable(weights, error) from error
+        state = load_state_dict(str(path), weights_only=True)
+        expected = clip.state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        detail = f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        raise UserError(f"Weights file {weights} does not fit architecture {arch}: {detail}; check the ARCH in the model spec.") from error
+    except Exception as error:
+        raise _unreadable(weights, error) from error
+
+
+def _unreadable(weights: str, error: Exception) -> UserError:
+    return UserError(
+        f"Could not read weights file {weights} ({type(error).__name__}); it must be a safetensors file or a "
+        "torch checkpoint loadable with weights_only=True."
+    )
