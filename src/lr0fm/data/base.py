@@ -28,6 +28,16 @@ class ZeroShotDataset(ABC):
     def load_image(self, index: int) -> Image.Image:
         """Decode image `index`; may raise on a corrupt file (the runner counts and skips it)."""
 
+    def limit(self, count: int | None) -> "ZeroShotDataset":
+        """Keep only the first `count` images (a quick look at a big split); changes the fingerprint."""
+        if count is not None:
+            if count <= 0:
+                from ..errors import UserError
+
+                raise UserError(f"--limit must be a positive number of images, not {count}.")
+            self.labels = self.labels[:count]
+        return self
+
     def describe(self, index: int) -> str:
         """Where image `index` comes from, for messages about bad files."""
         return f"{self.name}[{index}]"

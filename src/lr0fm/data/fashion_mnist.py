@@ -7,6 +7,7 @@ The test split (10,000 images) ships inside the package. The train split is read
 from __future__ import annotations
 
 import gzip
+import hashlib
 from importlib import resources
 from pathlib import Path
 
@@ -95,13 +96,16 @@ class FashionMNIST(ZeroShotDataset):
         self.images, labels = load_arrays(split, root, download)
         super().__init__("fashion_mnist", split, root, list(CLASSNAMES), list(TEMPLATES), labels.tolist())
 
+    def limit(self, count: int | None) -> "FashionMNIST":
+        super().limit(count)
+        self.images = self.images[: len(self.labels)]
+        return self
+
     def load_image(self, index: int) -> Image.Image:
         return Image.fromarray(self.images[index]).convert("RGB")
 
     def fingerprint(self) -> str:
         # Cheaper than hashing 10,000 descriptions; the pixels themselves decide.
-        import hashlib
-
         digest = hashlib.sha256(self.images.tobytes())
         digest.update(super().fingerprint().encode())
         return digest.hexdigest()[:16]

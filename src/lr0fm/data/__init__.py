@@ -1,0 +1,28 @@
+"""Dataset names -> ZeroShotDataset."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .base import ZeroShotDataset
+
+DATASETS = {
+    "fashion_mnist": "Fashion-MNIST, 10 classes; test split (10,000 images) ships with lr0fm, train split from "
+    "Debian's dataset-fashion-mnist, --data-root or --download",
+    "folder:PATH": "any folder with one sub-folder of images per class (optional classnames.txt, templates.txt)",
+}
+
+
+def load_dataset(name: str, root: str | None = None, split: str | None = None, download: bool = False) -> ZeroShotDataset:
+    name = name.strip()
+    if name == "fashion_mnist":
+        from .fashion_mnist import FashionMNIST
+
+        return FashionMNIST(split or "test", root, download)
+    if name.startswith("folder:"):
+        from .folder import FolderDataset
+
+        return FolderDataset(name.removeprefix("folder:"))
+    raise UserError(f"Unknown dataset {name!r}; use one of: fashion_mnist, folder:PATH.")
+
+
+__all__ = ["DATASETS", "ZeroShotDataset", "load_dataset"]
