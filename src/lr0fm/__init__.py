@@ -2,6 +2,13 @@
 
 __version__ = "0.1.0"
 
-from .api import evaluate, load_dataset, load_model, open_results  # noqa: E402
-
 __all__ = ["__version__", "evaluate", "load_dataset", "load_model", "open_results"]
+
+
+def __getattr__(name: str):
+    # The API pulls in torch; load it on first use so torch-free rooms (store, metrics) stay light.
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'lr0fm' has no attribute {name!r}")
