@@ -209,7 +209,8 @@ def main() -> None:
     try:
         app()
     except UserError as error:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False)
+        # soft_wrap: one line even when stderr is a pipe (rich would otherwise wrap at 80 columns).
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         err_console.print("Interrupted; finished chunks are saved and the same command resumes from them.")

@@ -28,6 +28,9 @@ class HFModel(ZeroShotModel):
         self.tokenizer = tokenizer
         self.image = image
         self.text_padding = text_padding
+        # A tokenizer saved without model_max_length reports ~1e30: SigLIP's max-length padding then fails;
+        # the text tower's position limit bounds it.
+        self.context_length = min(int(tokenizer.model_max_length), int(model.config.text_config.max_position_embeddings))
         self.logit_scale = float(model.logit_scale.exp().item())
         bias = getattr(model, "logit_bias", None)
         self.logit_bias = float(bias.item()) if bias is not None else 0.0
@@ -41,7 +44,9 @@ class HFModel(ZeroShotModel):
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         # SigLIP was trained on max-length padded text; CLIP pads to the longest prompt.
-        tokens = self.tokenizer(texts, padding=self.text_padding, truncation=True, return_tensors="pt").to(self.device)
+        tokens = self.tokenizer(
+            texts, padding=self.text_padding, truncation=True, max_length=self.context_length, return_tensors="pt"
+        ).to(self.device)
         kwargs = {"input_ids": tokens["input_ids"]}
         if "attention_mask" in tokens and self.text_padding != "max_length":
             kwargs["attention_mask"] = tokens["attention_mask"]

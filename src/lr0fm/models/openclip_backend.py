@@ -131,17 +131,28 @@ def load_weights_file(clip: torch.nn.Module, weights: str, arch: str) -> None:
         raise UserError(f"Weights file {weights} does not exist; pass the path of a .safetensors or .pt checkpoint.")
     try:
         open_clip.load_checkpoint(clip, str(path), strict=True, weights_only=True)
-    except RuntimeError as error:
-        if "state_dict" not in str(error):
+    except Exception as error:
+        # open_clip fails on another architecture's weights with RuntimeError or AssertionError (its
+        # positional-embedding resizers assert); a file we can read as a state dict is a misfit, not garbage.
+        try:
+            state = load_state_dict(str(path), weights_only=True)
+        except Exception:
+            state = None
+        if not isinstance(state, dict) or not state:
             raise _unreadable(weights, error) from error
-        state = load_state_dict(str(path), weights_only=True)
         expected = clip.state_dict()
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
-        detail = f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+        reshaped = [
+            f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
+        ]
+        detail = (
+            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
+            f"{len(reshaped)} with other shapes (e.g. {reshaped[:2]})"
+        )
         raise UserError(f"Weights file {weights} does not fit architecture {arch}: {detail}; check the ARCH in the model spec.") from error
-    except Exception as error:
-        raise _unreadable(weights, error) from error
 
 
 def _unreadable(weights: str, error: Exception) -> UserError:
