@@ -5,7 +5,8 @@ Spec grammar:
     openclip:ARCH/PRETRAINED_TAG    open_clip architecture with a pretrained tag
     openclip:ARCH                   random init, or weights from `weights=FILE`
     openclip:hf-hub:ORG/NAME        open_clip model hosted on the Hugging Face hub
-    hf:ID_OR_LOCAL_DIR              transformers CLIPModel / SiglipModel
+    hf:ID_OR_LOCAL_DIR              transformers CLIPModel / SiglipModel / BLIP retrieval (ITC head)
+    NAME                            a registry name, e.g. eva02-b16 (see models/registry.py)
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from .base import ImageConfig, ZeroShotModel
 
 BACKENDS = {
     "openclip": "open_clip: openclip:ARCH/PRETRAINED_TAG, openclip:ARCH with --weights FILE, openclip:hf-hub:ORG/NAME",
-    "hf": "Hugging Face transformers CLIPModel or SiglipModel: hf:MODEL_ID or hf:/path/to/local/dir",
+    "hf": "Hugging Face transformers CLIPModel, SiglipModel or BlipForImageTextRetrieval: hf:MODEL_ID or hf:/path/to/local/dir",
+    "registry": "a short name of the model registry (the paper's 66 backbones or your own), e.g. eva02-b16",
     "lr0fm-tiny": "the bundled tiny CLIP-like model (Fashion-MNIST, 32 px, frozen MiniLM text tower)",
 }
 
@@ -23,6 +25,12 @@ BACKENDS = {
 def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> ZeroShotModel:
     """Load a model from its spec; `weights` overrides the spec's own weights with a local file."""
     spec = spec.strip()
+    entry = _registry_entry(spec)
+    if entry is not None:
+        # Load the backend spec, but record the short name and the registry's family.
+        model = load_model(entry.spec, weights, device)
+        model.spec, model.family = entry.name, entry.family
+        return model
     if spec == "lr0fm-tiny":
         from .tiny import load_tiny
 
@@ -36,10 +44,16 @@ def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> Ze
 
         if weights:
             raise UserError("--weights applies to openclip: and lr0fm-tiny models; for hf: pass a local folder as hf:/path/to/dir.")
-        model = load_hf(spec.removeprefix("hf:"))
+        from .blip_backend import load_blip, looks_like_blip
+
+        name = spec.removeprefix("hf:")
+        model = load_blip(name) if looks_like_blip(name) else load_hf(name)
     else:
+        from .registry import suggest
+
         raise UserError(
-            f"Unknown model {spec!r}; use one of: lr0fm-tiny, openclip:ARCH[/TAG], openclip:hf-hub:ORG/NAME, hf:ID_OR_DIR."
+            f"Unknown model {spec!r}{suggest(spec)}; use a registry name (`lr0fm list models`), lr0fm-tiny, openclip:ARCH[/TAG], "
+            "openclip:hf-hub:ORG/NAME or hf:ID_OR_DIR."
         )
     model.module.eval().requires_grad_(False)
     return model.to(device)
@@ -50,6 +64,8 @@ def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> Ze
 def check_spec(spec: str) -> None:
     """Reject a malformed or unknown spec before anything is loaded or written."""
     spec = spec.strip()
+    if _registry_entry(spec) is not None:
+        return
     if spec == "lr0fm-tiny" or spec.startswith("hf:"):
         if spec == "hf:":
             raise UserError("hf: needs a model id or folder, e.g. hf:openai/clip-vit-base-patch32.")
@@ -68,6 +84,15 @@ def check_spec(spec: str) -> None:
             raise UserError(f"Unknown pretrained tag {tag!r} for {arch}; use one of: {', '.join(tags) or '(none: pass --weights FILE)'}.")
         return
     load_model(spec)  # raises the unknown-model error
+
+
+def _registry_entry(spec: str):
+    """The registry entry a spec names (None for backend specs); an unsupported entry is a UserError."""
+    if ":" in spec or spec == "lr0fm-tiny":
+        return None
+    from .registry import find, resolve
+
+    return resolve(spec) if find(spec) is not None else None
 
 
 __all__ = ["BACKENDS", "ImageConfig", "ZeroShotModel", "check_spec", "load_model"]
