@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -16,24 +17,47 @@ from .store import DEFAULT_DB, ResultStore
 
 def evaluate(
     models: str | Sequence[str] = "lr0fm-tiny",
-    datasets: str | Sequence[str] = "fashion_mnist",
+    datasets: str | Sequence[str] | None = None,
     resolutions: str | Sequence[int | str] | None = None,
-    protocol: str = "canonical",
+    protocol: str | None = None,
     db: str | Path = DEFAULT_DB,
+    suite: str | None = None,
     **options,
 ) -> pd.DataFrame:
     """Zero-shot accuracy of each model on each dataset at native and low resolutions.
 
     Finished cells already in `db` are reused (pass force=True to recompute). Other options are the
     fields of runner.EvalConfig: weights, data_root, split, download, limit, batch_size, workers, device,
-    precision. Returns one row per (model, dataset, resolution) with top1/top5 as fractions.
+    precision. Returns one row per (model, dataset, resolution) with top1/top5 as fractions. Defaults:
+    fashion_mnist, the canonical protocol.
+
+    `suite="lr0fm"` runs the paper's grid (its 15 datasets, native/128/64/32/16, paper protocol; `datasets`
+    may pick a subset); `models="all"` means every supported registry model. Such a batch keeps going past
+    missing datasets and unavailable weights: what it skipped is in `frame.attrs["skipped"]` (and logged),
+    unsupported models left out of "all" in `frame.attrs["not_planned"]`.
 
     >>> lr0fm.evaluate("lr0fm-tiny", "fashion_mnist", resolutions="native,16,8")
+    >>> lr0fm.evaluate(["eva02-b16", "siglip-b16"], suite="lr0fm", data_root="/datasets")
     """
+    from dataclasses import asdict
+
+    from .suites import is_batch, run_batch
+
     models = [models] if isinstance(models, str) else list(models)
-    datasets = [datasets] if isinstance(datasets, str) else list(datasets)
-    rows, _ = run(EvalConfig(models=models, datasets=datasets, resolutions=resolutions, protocol=protocol, db=db, **options))
-    return pd.DataFrame(rows)
+    datasets = [] if datasets is None else [datasets] if isinstance(datasets, str) else list(datasets)
+    config = EvalConfig(models=models, datasets=datasets, resolutions=resolutions, protocol=protocol, db=db,
+                        suite=suite, **options)
+    if not is_batch(config):
+        rows, _ = run(config)
+        return pd.DataFrame(rows)
+    batch = run_batch(config)
+    for skip in batch.skipped:
+        logging.getLogger("lr0fm").warning("not evaluated: %s · %s: %s", skip.model or "all models",
+                                           skip.dataset or "all datasets", skip.reason)
+    frame = pd.DataFrame(batch.rows)
+    frame.attrs["skipped"] = [asdict(skip) for skip in batch.skipped]
+    frame.attrs["not_planned"] = [asdict(skip) for skip in batch.not_planned]
+    return frame
 
 
 def open_results(db: str | Path = DEFAULT_DB) -> ResultStore:

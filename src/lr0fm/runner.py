@@ -34,9 +34,9 @@ CHUNK_SIZE = 1024  # samples per committed chunk: the most a killed run can lose
 @dataclass
 class EvalConfig:
     models: Sequence[str] = ("lr0fm-tiny",)
-    datasets: Sequence[str] = ("fashion_mnist",)
+    datasets: Sequence[str] = ()  # empty: fashion_mnist, or every dataset of the suite
     resolutions: str | Sequence[int | str] | None = None  # None: native + the model's default sweep
-    protocol: str = "canonical"
+    protocol: str | None = None  # None: canonical, or the suite's protocol
     weights: str | None = None
     data_root: str | None = None
     split: str | None = None
@@ -49,6 +49,7 @@ class EvalConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 only on GPU)
     chunk_size: int = CHUNK_SIZE
+    suite: str | None = None  # a fixed benchmark grid (see suites.py), e.g. "lr0fm"
 
 
 @dataclass
@@ -140,6 +141,7 @@ def provenance(model: ZeroShotModel, dataset: ZeroShotDataset, config: EvalConfi
         "n_images": len(dataset),
         "limit": config.limit,
         "classnames_hash": text_hash(dataset.classnames),
+        "classnames": list(dataset.classnames),
         "templates_hash": text_hash(dataset.templates),
         "n_classes": len(dataset.classnames),
         "n_templates": len(dataset.templates),
@@ -252,7 +254,16 @@ def _progress(console: Console | None) -> Progress | contextlib.nullcontext:
 
 
 def run(config: EvalConfig, console: Console | None = None) -> tuple[list[dict], list[CellOutcome]]:
-    """Execute the grid; returns the stored result rows of every requested cell and what each cell did."""
+    """Execute the grid; returns the stored result rows of every requested cell and what each cell did.
+
+    A suite or `all` models run as a batch that keeps going past missing data (suites.run_batch).
+    """
+    from . import suites  # lazy: suites builds on this module
+
+    if suites.is_batch(config):
+        batch = suites.run_batch(config, console)
+        return batch.rows, batch.outcomes
+    config, _, _ = suites.resolve_config(config)
     validate(config)
     device = resolve_device(config.device)
     # Datasets load (and fail) before any model is loaded or anything is written.

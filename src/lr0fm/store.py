@@ -297,6 +297,17 @@ class ResultStore:
         rows = self._conn.execute("SELECT resolution FROM results WHERE run_id = ?", (run_id,))
         return {resolution for (resolution,) in rows}
 
+    def finished_runs(self, model_spec: str, dataset: str, dataset_fingerprint: str, split: str,
+                      protocol: str) -> list[tuple[int, dict, set[str]]]:
+        """(run id, provenance, finished resolutions) of the runs with these key fields, under any
+        model fingerprint, newest first: lets a batch see what is stored before loading the model."""
+        rows = self._conn.execute(
+            "SELECT id, provenance FROM runs WHERE model_spec = ? AND dataset = ? AND dataset_fingerprint = ? "
+            "AND split = ? AND protocol = ? ORDER BY updated_at DESC, id DESC",
+            (model_spec, dataset, dataset_fingerprint, split, protocol),
+        ).fetchall()
+        return [(int(run_id), json.loads(provenance), self.finished_resolutions(run_id)) for run_id, provenance in rows]
+
     def reset_run(self, run_id: int, resolutions: list[str] | None = None) -> None:
         """Drop stored predictions and results of the given cells (all of the run's when None)."""
         with self._write() as conn:
