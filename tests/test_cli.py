@@ -118,8 +118,11 @@ def test_show_missing_db_exits_2(tmp_path, monkeypatch, capsys):
 def test_list(monkeypatch):
     models = invoke(cli.app, ["list", "models"])
     assert models.exit_code == 0
-    for name in ("openclip", "hf", "lr0fm-tiny", "ViT-B-32", "laion2b_s34b_b79k"):
+    for name in ("openclip", "hf", "lr0fm-tiny", "eva02-b16"):
         assert name in models.stdout
+    tags = invoke(cli.app, ["list", "models", "--openclip-tags"])
+    for name in ("ViT-B-32", "laion2b_s34b_b79k"):
+        assert name in tags.stdout
     datasets = invoke(cli.app, ["list", "datasets"])
     assert "fashion_mnist" in datasets.stdout and "folder:PATH" in datasets.stdout
     protocols = invoke(cli.app, ["list", "protocols"])

@@ -1,0 +1,206 @@
+"""Layer-wise analysis: where inside a ViT image tower does low resolution change the features?
+
+For each image, the native view and its low-resolution views (degrade.ViewMaker, canonical protocol by
+default) go through the image tower; the patch-token features after the patch embedding and after every
+transformer block are compared between native and low resolution by cosine similarity, averaged over
+images. Pooling "mean" follows the paper's analysis (mean-pooled patch tokens, then cosine); "token"
+takes the cosine of each patch token with the same patch at native resolution and averages over patches.
+
+Unlike the report, this runs the model. Supported: open_clip VisionTransformer towers, i.e. lr0fm-tiny and
+openclip: ViT models (and registry names that resolve to them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+
+SUPPORTED = "lr0fm-tiny and openclip: ViT models (open_clip VisionTransformer image towers)"
+POOLINGS = ("mean", "token")
+PATCH_EMBEDDING = "patch embedding"
+
+
+@dataclass
+class LayerSimilarity:
+    table: pd.DataFrame  # layer, depth, then one column per low resolution (mean cosine similarity)
+    model: str
+    dataset: str
+    native: int
+    resolutions: list[int]
+    n_images: int
+    n_skipped: int
+    pooling: str
+    protocol: str
+
+
+def vision_transformer(model) -> torch.nn.Module:
+    """The model's open_clip VisionTransformer, or a UserError naming what is supported."""
+    from open_clip.transformer import VisionTransformer
+
+    visual = getattr(model, "visual", None)
+    if visual is None:
+        visual = getattr(getattr(model, "module", None), "visual", None)
+    if not isinstance(visual, VisionTransformer):
+        kind = type(visual).__name__ if visual is not None else type(model).__name__
+        raise UserError(f"Layer analysis supports {SUPPORTED}; {model.spec} has a {kind} image tower.")
+    return visual
+
+
+def _reject_early(spec: str) -> None:
+    """Refuse transformers models before anything is downloaded or loaded."""
+    backend = spec.strip()
+    try:
+        from .models import registry
+
+        if ":" not in backend and backend != "lr0fm-tiny" and registry.find(backend) is not None:
+            backend = registry.resolve(backend).spec
+    except ImportError:  # no registry: only backend specs
+        pass
+    if backend.startswith("hf:"):
+        raise UserError(f"Layer analysis supports {SUPPORTED}; {spec} is a transformers model.")
+
+
+class _Probe:
+    """Forward hooks that reduce each layer's patch tokens to a native-vs-low cosine per image on the fly,
+    so memory stays small whatever the model depth."""
+
+    def __init__(self, visual: torch.nn.Module, views: int, pooling: str):
+        self.views, self.pooling = views, pooling
+        self.grid = None
+        self.batch_first = getattr(visual.transformer, "batch_first", True)
+        self.sums: dict[str, torch.Tensor] = {}
+        self.names = [PATCH_EMBEDDING] + [f"block {i + 1}" for i in range(len(visual.transformer.resblocks))]
+        self.handles = [visual.conv1.register_forward_hook(self._patch_embedding)]
+        for name, block in zip(self.names[1:], visual.transformer.resblocks):
+            self.handles.append(block.register_forward_hook(self._block(name)))
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _record(self, name: str, tokens: torch.Tensor) -> None:
+        # tokens: (images * views, patches, width), views of one image adjacent, native first.
+        tokens = tokens.float().reshape(-1, self.views, *tokens.shape[1:])
+        native, low = tokens[:, :1], tokens[:, 1:]
+        if self.pooling == "mean":
+            similarity = F.cosine_similarity(native.mean(2), low.mean(2), dim=-1)
+        else:
+            similarity = F.cosine_similarity(native, low, dim=-1).mean(-1)
+        total = similarity.sum(0).cpu().double()  # (views - 1,)
+        self.sums[name] = self.sums[name] + total if name in self.sums else total
+
+    def _patch_embedding(self, module, inputs, output) -> None:
+        self.grid = output.shape[-2] * output.shape[-1]
+        self._record(PATCH_EMBEDDING, output.flatten(2).transpose(1, 2))
+
+    def _block(self, name: str):
+        def hook(module, inputs, output) -> None:
+            x = output[0] if isinstance(output, tuple) else output
+            if not self.batch_first:
+                x = x.transpose(0, 1)
+            # Prefix tokens (class token) come first; the patch tokens are the last grid**2.
+            self._record(name, x[:, -self.grid:])
+        return hook
+
+
+def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int | str] | None = None, *,
+                     limit: int | None = 256, weights: str | None = None, data_root: str | None = None,
+                     split: str | None = None, protocol: str = "canonical", pooling: str = "mean",
+                     batch_size: int = 32, device: str = "auto", loaded=None) -> LayerSimilarity:
+    """Mean cosine similarity between native and low-resolution patch-token features, layer by layer.
+
+    `resolutions`: low resolutions (default: the model's sweep); "native" is always the reference.
+    `loaded`: an already loaded ZeroShotModel to use instead of loading `model` (its spec is reported).
+    """
+    from .data import load_dataset
+    from .degrade import ViewMaker, parse_resolutions, to_rgb
+    from .models import check_spec, load_model
+    from .runner import resolve_device
+
+    if pooling not in POOLINGS:
+        raise UserError(f"Unknown pooling {pooling!r}; use mean or token.")
+    if batch_size <= 0:
+        raise UserError("--batch-size must be positive.")
+    if loaded is None:
+        check_spec(model)
+        _reject_early(model)
+    torch_device = resolve_device(device)
+    data = load_dataset(dataset, data_root, split).limit(limit)
+    if loaded is None:
+        loaded = load_model(model, weights, str(torch_device))
+    else:
+        loaded.to(torch_device)
+    visual = vision_transformer(loaded)
+    native = loaded.image_size
+    low = [r for r in parse_resolutions(resolutions, native, loaded.default_resolutions) if r != "native"]
+    if not low:
+        raise UserError("Give at least one low resolution, e.g. --resolutions 16,8.")
+    maker = ViewMaker(protocol, native, ["native", *low], loaded.family)
+
+    probe = _Probe(visual, 1 + len(low), pooling)
+    used = skipped = 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(data), batch_size):
+                views = []
+                for index in range(start, min(start + batch_size, len(data))):
+                    try:
+                        views.append(maker(to_rgb(data.load_image(index))))
+                    except Exception:  # an unreadable image is skipped and counted, as in eval
+                        skipped += 1
+                if not views:
+                    continue
+                pixels = torch.stack(views).flatten(0, 1).to(torch_device).float().div_(255)
+                visual(loaded.normalize(pixels))
+                used += len(views)
+    finally:
+        probe.close()
+    if not used:
+        raise UserError(f"No image of {dataset} could be read; check the dataset files.")
+
+    table = pd.DataFrame({"layer": probe.names, "depth": np.arange(len(probe.names))})
+    for position, resolution in enumerate(low):
+        table[str(resolution)] = [float(probe.sums[name][position] / used) for name in probe.names]
+    return LayerSimilarity(table, loaded.spec, dataset, native, [int(r) for r in low], used, skipped, pooling,
+                           protocol)
+
+
+def plot_layer_similarity(result: LayerSimilarity, path: str | Path) -> Path:
+    """Cosine similarity against depth, one line per low resolution, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path).expanduser()
+    figure = Figure(figsize=(6.4, 3.8), dpi=110)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for resolution in result.resolutions:
+        ax.plot(result.table["depth"], result.table[str(resolution)], marker="o", label=f"{resolution} px")
+    ax.set_xticks(result.table["depth"])
+    ax.set_xticklabels(["embed" if d == 0 else str(d) for d in result.table["depth"]])
+    ax.set_xlabel("layer (patch embedding, then transformer blocks)")
+    ax.set_ylabel("cosine similarity to native")
+    ax.set_title(f"{result.model} · {result.dataset}: native {result.native} px vs low resolution\n"
+                 f"({result.pooling} pooling, {result.n_images} images)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # never over the lines
+    figure.tight_layout()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with contextlib.ExitStack() as stack:
+            stack.callback(lambda: tmp.unlink(missing_ok=True))
+            figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+            tmp.replace(path)
+    except OSError as error:
+        raise UserError(f"Cannot write {path} ({error}); pass a writable path to --plot.") from None
+    return path

@@ -1,0 +1,394 @@
+"""`lr0fm report`: read the results database, compute the tables, draw the figures, write the files.
+
+Everything is written to a fresh folder beside `out` first and moved into place at the end, so an
+interrupted or failed report never leaves half-written files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from .. import __version__, reference
+from ..errors import UserError
+from ..metrics import ALPHA, NATIVE
+from ..store import DEFAULT_DB, ResultStore
+from . import plots
+from .collect import Collected, collect, order_resolutions
+from .compute import DEFAULT_WEIGHT, PAPER_LOW_RESOLUTIONS, ReportTables, compute, display_dataset
+from .document import Details, Document, Figure, Paragraph, Section, Table, to_html, to_latex, to_markdown
+
+REPORT_FORMATS = ("md", "csv", "latex")
+DEFAULT_OUT = Path("lr0fm-report")
+CSV_FILES = ("accuracy.csv", "robustness.csv", "sar_war.csv", "plausibility.csv", "confusions.csv",
+             "compare_paper.csv", "compare_paper_backbones.csv")
+FIGURE_FILES = ("accuracy.png", "sar_war.png", "compare_paper.png")
+# Every file a report may write: stale ones from an earlier report in the same folder are removed.
+OWNED_FILES = ("report.html", "report.md", "report.tex", *CSV_FILES, *FIGURE_FILES)
+
+
+@dataclass
+class ReportResult:
+    folder: Path
+    files: list[str]
+    tables: ReportTables
+    notes: list[str]
+
+
+def parse_formats(formats: str | Sequence[str] | None) -> list[str]:
+    """'md,csv' or ['md', 'latex'] -> validated list; None -> every format. 'tex' is accepted for latex."""
+    if formats is None:
+        return list(REPORT_FORMATS)
+    items = [formats] if isinstance(formats, str) else list(formats)
+    chosen = []
+    for item in items:
+        for piece in str(item).split(","):
+            name = {"tex": "latex", "markdown": "md"}.get(piece.strip().lower(), piece.strip().lower())
+            if not name:
+                continue
+            if name not in REPORT_FORMATS:
+                raise UserError(f"Unknown report format {piece.strip()!r}; use md, csv or latex "
+                                "(the HTML report and the PNG figures are always written).")
+            if name not in chosen:
+                chosen.append(name)
+    return chosen or list(REPORT_FORMATS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Number formatting
+
+
+def _finite(value) -> bool:
+    return value is not None and not pd.isna(value) and math.isfinite(float(value))
+
+
+def with_ci(estimate, low, high, scale: float = 100.0, digits: int = 2) -> str:
+    """'57.02 ± 1.23': the ± is half the width of the bootstrap interval (which need not be symmetric)."""
+    if not _finite(estimate):
+        return "–"
+    text = f"{scale * float(estimate):.{digits}f}"
+    if _finite(low) and _finite(high):
+        text += f" ± {scale * (float(high) - float(low)) / 2:.{digits}f}"
+    return text
+
+
+def _number(value, scale: float = 100.0, digits: int = 2) -> str:
+    return f"{scale * float(value):.{digits}f}" if _finite(value) else "–"
+
+
+def _resolution_header(resolution: str) -> str:
+    return "native" if resolution == NATIVE else f"{resolution} px"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The document
+
+
+def _grid(frame: pd.DataFrame, column: str, resolutions: list[str], scale: float, digits: int,
+          native_pixels: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """Rows model × dataset, columns resolutions, cells 'estimate ± half CI'."""
+    headers = ["Model", "Dataset"] + (["Native px"] if native_pixels is not None else []) + \
+        [_resolution_header(r) for r in resolutions]
+    rows = []
+    for (model, dataset), part in frame.groupby(["model", "dataset"], sort=False):
+        cells = part.set_index("resolution")
+        row = [model, display_dataset(dataset)]
+        if native_pixels is not None:
+            row.append(str(native_pixels[(model, dataset)]))
+        for r in resolutions:
+            if r in cells.index:
+                c = cells.loc[r]
+                row.append(with_ci(c[column], c[f"{column}_low"], c[f"{column}_high"], scale, digits))
+            else:
+                row.append("–")
+        rows.append(row)
+    return headers, rows
+
+
+def _overview(collected: Collected) -> Table:
+    rows = []
+    for run in collected.runs:
+        native = run.rows[NATIVE]
+        low = [r for r in run.resolutions if r != NATIVE]
+        rows.append([run.model, display_dataset(run.dataset), run.split, run.protocol, str(run.native_pixels),
+                     ", ".join(low), str(run.n_classes), str(native["n"]), str(native["n_skipped"]), str(run.run_id)])
+    return Table(["Model", "Dataset", "Split", "Protocol", "Native px", "Low resolutions (px)", "Classes",
+                  "Images", "Unreadable", "Run"], rows, align="llllrlrrrr")
+
+
+def _compare_section(tables: ReportTables, files: list[str]) -> Section:
+    compare = tables.compare
+    section = Section("Compared with the paper's 66 backbones")
+    section.blocks.append(Paragraph(
+        "SAR and WAR average over datasets, so a model can only be ranked against others over the same datasets. "
+        "For each of your models and each of the paper's low resolutions (128, 64, 32, 16 px) it was evaluated "
+        "at, the 66 backbones' SAR and WAR are recomputed from their published accuracies restricted to the "
+        "paper datasets your model has at that resolution (WAR with the paper's weights, class counts corrected), "
+        "and your model is placed among them. Rank 1 is the best; a model that ties a backbone shares its rank. "
+        "Datasets outside the paper's 15 do not enter this comparison."))
+    if compare is None or compare.empty:
+        section.blocks.append(Paragraph(
+            "None of your models was evaluated at 128, 64, 32 or 16 px, so there is nothing to compare."))
+        return section
+    no_overlap = compare[compare["status"] == "no overlap"]
+    for model, part in no_overlap.groupby("model", sort=False):
+        others = sorted({d for cell in part["left_out"] for d in cell.split(";") if d})
+        section.blocks.append(Paragraph(
+            f"**No ranking for {model}** at {', '.join(f'{r} px' for r in part['resolution'])}: it was evaluated "
+            f"only on datasets the paper did not use ({', '.join(others)}), and robustness on different datasets "
+            "is not comparable, so no placing among the paper's backbones is given."))
+    ranked = compare[compare["status"] == "ranked"]
+    if ranked.empty:
+        return section
+    rows = []
+    for _, row in ranked.iterrows():
+        total = int(row["n_backbones"]) + 1
+        rows.append([row["model"], f"{row['resolution']} px", str(row["n_datasets"]),
+                     ", ".join(display_dataset(d) for d in row["datasets"].split(";")),
+                     _number(row["SAR"]), f"{row['SAR_rank']} / {total}", _number(row["WAR"]),
+                     f"{row['WAR_rank']} / {total}", row["WAR_above"] or "–", row["WAR_below"] or "–"])
+    section.blocks.append(Table(["Model", "Resolution", "Shared", "Datasets", "SAR ×100", "SAR rank", "WAR ×100",
+                                 "WAR rank", "Next better (WAR)", "Next worse (WAR)"], rows,
+                                caption="Rank among the paper's backbones plus your model.", align="llrlrrrrll"))
+    left = ranked[ranked["left_out"] != ""]
+    if not left.empty:
+        names = sorted({d for cell in left["left_out"] for d in cell.split(";") if d})
+        section.blocks.append(Paragraph(f"Left out of this comparison (not among the paper's datasets): "
+                                        f"{', '.join(names)}."))
+    if "compare_paper.png" in files:
+        section.blocks.append(Figure("compare_paper.png", "The paper's backbones (grey) sorted by SAR and WAR "
+                                     "over the datasets shared with your model; your models in red."))
+    return section
+
+
+def build_document(collected: Collected, tables: ReportTables, files: list[str], db: Path) -> Document:
+    level = round(100 * tables.level)
+    models = collected.models
+    sections = []
+
+    intro = Section("Summary")
+    intro.blocks.append(Paragraph(
+        f"Zero-shot classification at native and low resolution, from the results database `{db.name}` "
+        f"({len(models)} model{'s' * (len(models) != 1)}, {len(collected.runs)} model × dataset "
+        f"run{'s' * (len(collected.runs) != 1)}). Every number is computed from the stored per-sample "
+        f"predictions; no model was run. Intervals are {level}% percentile bootstrap intervals over test images "
+        f"({tables.resamples} resamples, seed {tables.seed}; the same resamples for every resolution of a "
+        "dataset), written as estimate ± half their width. lr0fm " + __version__ + "."))
+    scores = tables.sar_war.dropna(subset=["WAR"])
+    if not scores.empty:
+        # The paper's headline resolution, 16 px, where a model has it; otherwise its lowest.
+        lines = []
+        for model, part in scores.groupby("model", sort=False):
+            resolution = "16" if "16" in set(part["resolution"]) else order_resolutions(set(part["resolution"]))[-1]
+            r = part[part["resolution"] == resolution].iloc[0]
+            lines.append(f"{model} at {resolution} px: SAR {with_ci(r['SAR'], r['SAR_low'], r['SAR_high'])}, "
+                         f"WAR {with_ci(r['WAR'], r['WAR_low'], r['WAR_high'])} over {int(r['n_datasets'])} "
+                         f"dataset{'' if int(r['n_datasets']) == 1 else 's'}")
+        intro.blocks.append(Paragraph(f"Robustness (×100): {'; '.join(lines)}."))
+    intro.blocks.append(_overview(collected))
+    sections.append(intro)
+
+    accuracy = tables.accuracy
+    resolutions = order_resolutions(set(accuracy["resolution"]))
+    pixels = {(r.model, r.dataset): r.native_pixels for r in collected.runs}
+    section = Section("Accuracy")
+    section.blocks.append(Figure("accuracy.png", f"Top-1 accuracy against resolution with {level}% bootstrap "
+                                 "intervals; the square marks each model's native resolution, the dotted line "
+                                 "chance (1 / classes)."))
+    headers, rows = _grid(accuracy, "top1", resolutions, 100, 2, pixels)
+    section.blocks.append(Table(headers, rows, caption="Top-1 accuracy (%)", align="ll" + "r" * (len(headers) - 2)))
+    headers, rows = _grid(accuracy, "top5", resolutions, 100, 2, pixels)
+    section.blocks.append(Table(headers, rows, caption="Top-5 accuracy (%)", align="ll" + "r" * (len(headers) - 2)))
+    sections.append(section)
+
+    robustness = tables.robustness
+    low = [r for r in resolutions if r != NATIVE]
+    section = Section("Robustness γ and Γ")
+    section.blocks.append(Paragraph(
+        "Relative robustness γ = top-1 at the low resolution / top-1 at native resolution (it can exceed 1). "
+        f"Improved relative robustness Γ = γ · (1 − exp(−{ALPHA:g} ε²)) with ε = native top-1 − 1 / classes: "
+        "it discounts datasets where the model is near chance even at native resolution."))
+    for column, caption in (("gamma", "Relative robustness γ"), ("Gamma", "Improved relative robustness Γ")):
+        headers, rows = _grid(robustness, column, low, 1, 3)
+        section.blocks.append(Table(headers, rows, caption=caption, align="ll" + "r" * (len(headers) - 2)))
+    sections.append(section)
+
+    section = Section("SAR and WAR")
+    weights = [f"{display_dataset(d)} {reference.WAR_WEIGHTS[d]:.3g}" for d in reference.DATASETS
+               if d in set(robustness["dataset"])]
+    text = ("SAR is the mean of γ over a model's datasets at one resolution; WAR is the weighted mean of Γ, "
+            "sum(w·Γ) / sum(w). ")
+    if weights:
+        text += f"Weights from the paper: {', '.join(weights)}. "
+    if tables.default_weight_datasets:
+        text += (f"**{', '.join(display_dataset(d) for d in tables.default_weight_datasets)} "
+                 f"{'has' if len(tables.default_weight_datasets) == 1 else 'have'} no weight in the paper** "
+                 f"(its weights were fitted to its 15 datasets), so {'it counts' if len(tables.default_weight_datasets) == 1 else 'they count'} "
+                 f"with the default weight {DEFAULT_WEIGHT:g}; `lr0fm weights fit` can derive weights for your own "
+                 "datasets. ")
+    text += "Ranks compare only models evaluated on the same datasets at that resolution."
+    section.blocks.append(Paragraph(text))
+    if tables.sar_war.empty:
+        section.blocks.append(Paragraph("No model has results below its native resolution: nothing to score."))
+    if "sar_war.png" in files:
+        section.blocks.append(Figure("sar_war.png", f"SAR and WAR (×100) per low resolution, {level}% bootstrap "
+                                     "intervals."))
+    rows = []
+    for _, row in tables.sar_war.iterrows():
+        rows.append([row["model"], f"{row['resolution']} px", with_ci(row["SAR"], row["SAR_low"], row["SAR_high"]),
+                     with_ci(row["WAR"], row["WAR_low"], row["WAR_high"]), str(row["n_datasets"]),
+                     f"{row['rank_SAR']} / {row['ranked_among']}", f"{row['rank_WAR']} / {row['ranked_among']}"])
+    section.blocks.append(Table(["Model", "Resolution", "SAR ×100", "WAR ×100", "Datasets", "SAR rank", "WAR rank"],
+                                rows, caption="SAR and WAR (×100)", align="llrrrrr"))
+    if len(models) > 1:
+        for resolution in order_resolutions(set(tables.sar_war["resolution"])):
+            part = tables.sar_war[tables.sar_war["resolution"] == resolution].sort_values(
+                ["datasets", "rank_WAR", "model"])
+            if len(part) < 2:
+                continue
+            section.blocks.append(Table(
+                ["WAR rank", "Model", "WAR ×100", "SAR rank", "SAR ×100", "Datasets"],
+                [[str(r["rank_WAR"]), r["model"], _number(r["WAR"]), str(r["rank_SAR"]), _number(r["SAR"]),
+                  ", ".join(display_dataset(d) for d in r["datasets"].split(";"))] for _, r in part.iterrows()],
+                caption=f"Ranking at {resolution} px", align="rlrrrl"))
+    sections.append(section)
+
+    section = Section("Are low-resolution mistakes plausible?")
+    section.blocks.append(Paragraph(
+        "For each low resolution: of the readable images whose low-resolution top-1 answer is wrong, the share "
+        "whose wrong answer is among the native-resolution top-5 of the same image, i.e. a class the model already "
+        "found close at full resolution. Chance is the share a wrong answer drawn uniformly from the other classes "
+        "would reach."))
+    rows = [[r["model"], display_dataset(r["dataset"]), f"{r['resolution']} px", str(r["n"]), str(r["n_wrong"]),
+             _number(r["share_in_native_top5"], 100, 1), _number(r["chance_share"], 100, 1)]
+            for _, r in tables.plausibility.iterrows()]
+    section.blocks.append(Table(["Model", "Dataset", "Resolution", "Images", "Wrong", "In native top-5 (%)",
+                                 "Chance (%)"], rows, align="lllrrrr"))
+    if not tables.confusions.empty:
+        details = Details("Most frequent confusions (true → predicted)")
+        for (model, dataset), part in tables.confusions.groupby(["model", "dataset"], sort=False):
+            details.blocks.append(Table(
+                ["Resolution", "True", "Predicted", "Count", "Share of wrong (%)"],
+                [[f"{r['resolution']} px", r["true_name"], r["predicted_name"], str(r["count"]),
+                  _number(r["share_of_wrong"], 100, 1)] for _, r in part.iterrows()],
+                caption=f"{model} · {display_dataset(dataset)}", align="lllrr"))
+        section.blocks.append(details)
+    sections.append(section)
+
+    if tables.compare is not None:
+        sections.append(_compare_section(tables, files))
+
+    notes = Section("Notes")
+    for note in collected.notes:
+        notes.blocks.append(Paragraph(note))
+    notes.blocks.append(Paragraph(
+        "Metrics follow LR0.FM (Pathak et al., ICLR 2025, arXiv:2502.03950): γ, Γ with α = 200, SAR, WAR with the "
+        "authors' weights. Accuracies here are over the stored test images of each run (fewer than the full "
+        "split if it was evaluated with --limit)."))
+    notes.blocks.append(Paragraph("Files: " + ", ".join(f for f in files if f != "report.html") + "."))
+    sections.append(notes)
+    return Document("lr0fm low-resolution report", sections)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _write_csvs(tables: ReportTables, folder: Path) -> list[str]:
+    written = []
+    frames = {"accuracy.csv": tables.accuracy, "robustness.csv": tables.robustness, "sar_war.csv": tables.sar_war,
+              "plausibility.csv": tables.plausibility, "confusions.csv": tables.confusions}
+    if tables.compare is not None:
+        frames["compare_paper.csv"] = tables.compare
+        backbones = [scores.assign(resolution=resolution, datasets=";".join(datasets))
+                     for (resolution, datasets), scores in tables.paper_scores.items()]
+        if backbones:
+            frames["compare_paper_backbones.csv"] = pd.concat(backbones, ignore_index=True)[
+                ["resolution", "datasets", "backbone", "family", "SAR", "WAR", "n_datasets"]]
+    for name, frame in frames.items():
+        frame.to_csv(folder / name, index=False)
+        written.append(name)
+    return written
+
+
+def _move_into(staging: Path, out: Path, files: list[str]) -> None:
+    """Put the finished files in `out`: a rename of the whole folder when `out` is new, else file by file
+    (each os.replace is atomic), dropping stale files an earlier report wrote there."""
+    if not out.exists():
+        try:
+            os.replace(staging, out)
+            return
+        except OSError:
+            if not out.is_dir():
+                raise
+    for name in files:
+        os.replace(staging / name, out / name)
+    for name in set(OWNED_FILES) - set(files):
+        (out / name).unlink(missing_ok=True)
+
+
+def build_report(db: str | Path = DEFAULT_DB, out: str | Path = DEFAULT_OUT,
+                 formats: str | Sequence[str] | None = None, *, compare_paper: bool = False, seed: int = 0,
+                 resamples: int = 1000, level: float = 0.95, model: str | None = None, dataset: str | None = None,
+                 top_confusions: int = 5) -> ReportResult:
+    """Write a report of the results database `db` into the folder `out`.
+
+    Always report.html (self-contained) and the PNG figures; per `formats` also report.md, the CSV tables
+    and report.tex. `model`/`dataset` filter runs by substring, as in `lr0fm show`. The bootstrap is seeded,
+    so the same database, seed and resamples give the same report.
+    """
+    chosen = parse_formats(formats)
+    if resamples < 1:
+        raise UserError(f"--resamples must be at least 1, got {resamples}.")
+    if top_confusions < 0:
+        raise UserError(f"--top-confusions must be zero or more, got {top_confusions}.")
+    db, out = Path(db).expanduser(), Path(out).expanduser()
+    if not db.is_file():
+        raise UserError(f"No results database at {db}; run `lr0fm eval` first or pass --db PATH.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"The report folder {out} is a file; pass a folder path to --out.")
+    with ResultStore(db) as store:
+        collected = collect(store, model=model, dataset=dataset)
+    if not collected.runs:
+        filters = " matching the filters" if model or dataset else ""
+        raise UserError(f"No finished results with a native resolution{filters} in {db}; run `lr0fm eval` first.")
+    tables = compute(collected, seed=seed, resamples=resamples, level=level, compare_paper=compare_paper,
+                     top_confusions=top_confusions)
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as error:
+        raise UserError(f"Cannot create the report folder {out} ({error}); pass a writable path to --out.") from None
+    try:
+        staging.chmod(0o755)
+        drawn = [plots.accuracy_plot(tables, staging / "accuracy.png"),
+                 plots.sar_war_plot(tables, staging / "sar_war.png"),
+                 plots.compare_plot(tables, staging / "compare_paper.png")]
+        files = [path.name for path in drawn if path is not None]
+        if "csv" in chosen:
+            files += _write_csvs(tables, staging)
+        listed = ["report.html", *(["report.md"] if "md" in chosen else []),
+                  *(["report.tex"] if "latex" in chosen else []), *files]
+        document = build_document(collected, tables, listed, db)
+        if "md" in chosen:
+            (staging / "report.md").write_text(to_markdown(document), encoding="utf-8")
+        if "latex" in chosen:
+            (staging / "report.tex").write_text(to_latex(document), encoding="utf-8")
+        (staging / "report.html").write_text(to_html(document, staging), encoding="utf-8")
+        _move_into(staging, out, listed)
+    except OSError as error:
+        raise UserError(f"Cannot write the report to {out} ({error}); pass a writable path to --out.") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ReportResult(out, listed, tables, collected.notes)
+
+
+__all__ = ["DEFAULT_OUT", "REPORT_FORMATS", "ReportResult", "build_report", "parse_formats", "PAPER_LOW_RESOLUTIONS"]
