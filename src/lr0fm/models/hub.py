@@ -49,19 +49,23 @@ def hub_mode():
         constants.HF_HUB_OFFLINE = previous
 
 
-def unreachable_message(spec: str) -> str:
+LOCAL_WEIGHTS = "pass a local weights file with --weights FILE (or a local folder for hf: models)"
+
+
+def unreachable_message(spec: str, local: str = LOCAL_WEIGHTS) -> str:
     reason = "offline mode is on (HF_HUB_OFFLINE)" if offline_requested() else "the Hugging Face hub cannot be reached"
     return (
         f"{spec} could not be loaded: its files are not in the local cache and {reason}; run once with network access to cache them, "
-        "or pass a local weights file with --weights FILE (or a local folder for hf: models)."
+        f"or {local}."
     )
 
 
-def load_failure(spec: str, online: bool, error: Exception) -> "UserError":
-    """The one sentence for a model whose files could not be had."""
+def load_failure(spec: str, online: bool, error: Exception, local: str = LOCAL_WEIGHTS) -> "UserError":
+    """The one sentence for a model whose files could not be had; `local` names the offline alternative."""
     from ..errors import UserError
 
     if not online:
-        return UserError(unreachable_message(spec))
+        return UserError(unreachable_message(spec, local))
     first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    return UserError(f"{spec} could not be loaded from the hub ({first_line}); check the name, or pass a local weights file.")
+    alternative = "a local weights file" if local == LOCAL_WEIGHTS else "a local folder"
+    return UserError(f"{spec} could not be loaded from the hub ({first_line}); check the name, or pass {alternative}.")
