@@ -108,7 +108,7 @@ def main() -> None:
     for row in rows:
         dataset = row["dataset"] if not row["dataset"].startswith("folder:") else "generated 500×375 JPEG"
         print(f"| {row['model']} | {dataset} | {row['images']} | {row['resolutions']} | "
-              f"{row["sweep_s"]:.1f} | {row['images_per_s']:.1f} | {row['forward_s']:.1f} | {row['ratio']:.2f} |")
+              f"{row['sweep_s']:.1f} | {row['images_per_s']:.1f} | {row['forward_s']:.1f} | {row['ratio']:.2f} |")
 
 
 if __name__ == "__main__":

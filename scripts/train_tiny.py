@@ -112,6 +112,9 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    # Multi-threaded CPU index_put (the backward of picking each image's template) adds with atomics,
+    # in a varying order; the deterministic kernels make the run repeatable bit for bit.
+    torch.use_deterministic_algorithms(True)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)

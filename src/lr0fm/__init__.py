@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "evaluate", "load_dataset", "load_model", "open_results"]
+__all__ = ["__version__", "evaluate", "load_dataset", "load_model", "open_results", "synthesize", "train_tokens"]
 
 
 def __getattr__(name: str):

@@ -13,6 +13,7 @@ from .errors import UserError
 from .models import load_model
 from .runner import EvalConfig, run
 from .store import DEFAULT_DB, ResultStore
+from .synth.generate import synthesize
 
 
 def evaluate(
@@ -67,4 +68,23 @@ def open_results(db: str | Path = DEFAULT_DB) -> ResultStore:
     return ResultStore(db)
 
 
-__all__ = ["evaluate", "load_dataset", "load_model", "open_results"]
+def train_tokens(model: str, pool: str, out: str | Path, **options):
+    """Train LR-TK0 tokens for `model` on an image pool and write them to `out` (a .safetensors file).
+
+    `pool`: a folder of images (optionally with manifest.jsonl: {"file", "group"} per line, e.g. from
+    `synthesize`), a manifest .jsonl, or DATASET:SPLIT used without labels (e.g. "fashion_mnist:train").
+    Other options are the fields of tokens.TokenTrainConfig: steps, batch_size, group_size, lr, weight_decay,
+    warmup, seed, variant ("always", "resolution", "vpt"), first_block, prompts, buckets, checkpoint_every,
+    resume, overwrite, device, workers, precision, weights, data_root; `callback(step, loss)` runs after each
+    step. Returns a tokens.TrainResult; the tokens then load as the model spec f"{model}+tokens={out}".
+
+    >>> lr0fm.train_tokens("lr0fm-tiny", "fashion_mnist:train", "tiny.tokens.safetensors", steps=300, batch_size=128)
+    >>> lr0fm.evaluate("lr0fm-tiny+tokens=tiny.tokens.safetensors", resolutions="native,16,8")
+    """
+    from .tokens.train import TokenTrainConfig, train
+
+    callback = options.pop("callback", None)
+    return train(TokenTrainConfig(model=model, pool=pool, out=out, **options), callback)
+
+
+__all__ = ["evaluate", "load_dataset", "load_model", "open_results", "synthesize", "train_tokens"]

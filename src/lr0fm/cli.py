@@ -480,6 +480,124 @@ def analyze_layers_command(
         err_console.print(f"Wrote {plot_layer_similarity(result, plot)}")
 
 
+@app.command("synth")
+def synth_command(
+    captions: list[Path] = typer.Option(..., "--captions", "-c", help="Text file, one caption per line (stripped; blank lines skipped); repeat to continue the ids. The paper's 7,000: github.com/shyammarjit/LR0.FM, Captions/."),
+    out: Path = typer.Option(..., "--out", "-o", help="Pool folder: images, manifest.jsonl and synth.json (created or resumed)."),
+    per_caption: int = typer.Option(30, "--per-caption", "-n", help="Images per caption (the paper trains on 30)."),
+    model: str = typer.Option("PixArt-alpha/PixArt-XL-2-1024-MS", "--model", "-m", help="PixArt-α pipeline: hub id or local folder saved with save_pretrained()."),
+    steps: int = typer.Option(20, "--steps", help="Denoising steps (the pipeline's default)."),
+    guidance: float = typer.Option(4.5, "--guidance", help="Classifier-free guidance scale (the pipeline's default)."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Images per pipeline call."),
+    seed: int = typer.Option(0, "--seed", help="Base seed; every (caption, image) pair gets its own seed derived from it."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16."),
+    size: Optional[int] = typer.Option(None, "--size", help="Generation resolution in px (default: the model's, 1024)."),
+    store_size: Optional[int] = typer.Option(None, "--store-size", help="Save images down-sized to this shorter side (e.g. 512) to save disk."),
+    limit_captions: Optional[int] = typer.Option(None, "--limit-captions", help="Use only the first N captions."),
+):
+    """Generate the synthetic HR pool for LR-TK0: PixArt-α images per caption, seeded per image, resumable.
+
+    Images already in --out are kept, so rerunning the same command after a crash writes only the missing
+    ones. manifest.jsonl lists each image (file, group = caption id, index, caption, seed).
+
+    Example: lr0fm synth --captions caption_2k.txt --captions caption_5k.txt --per-caption 30 --store-size 512 --out pool/
+    """
+    from .api import synthesize
+
+    result = synthesize(captions, out, per_caption, model=model, steps=steps, guidance=guidance, batch_size=batch_size,
+                        seed=seed, device=device, precision=precision, size=size, store_size=store_size,
+                        limit_captions=limit_captions, console=err_console)
+    err_console.print(f"{result.written} image(s) generated, {result.reused} already in {result.out}; "
+                      f"{result.planned} planned for {result.captions} caption(s). Manifest: {result.manifest}")
+
+
+tokens_app = typer.Typer(help="LR-TK0: learnable low-resolution tokens for a frozen ViT (train, inspect).",
+                         no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("train")
+def tokens_train_command(
+    model: str = typer.Option(..., "--model", "-m", help="Base model spec (a ViT: openclip:, hf:, a registry name or lr0fm-tiny)."),
+    pool: str = typer.Option(..., "--pool", help="Images: a folder (optionally with manifest.jsonl of {file, group}, e.g. from lr0fm synth), a .jsonl manifest, or DATASET:SPLIT such as fashion_mnist:train (labels unused)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Tokens file to write (.safetensors); the resumable checkpoint goes to OUT.ckpt."),
+    steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per step (each also gives one low-resolution view per bucket)."),
+    group_size: int = typer.Option(4, "--group-size", help="K images of one group per batch, when the pool has groups."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (AdamW, linear warm-up, then cosine)."),
+    weight_decay: float = typer.Option(0.2, "--weight-decay", help="AdamW weight decay on the tokens (never on the temperature)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up steps (default: a tenth of --steps, at most 2000)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the token init, batch order, crops and view sizes."),
+    variant: str = typer.Option("always", "--variant", help="always (the paper's), resolution (strength learned per source resolution) or vpt (VPT-deep baseline)."),
+    first_block: int = typer.Option(0, "--first-block", help="First block that gets tokens; above 0 there is no input set."),
+    prompts: Optional[int] = typer.Option(None, "--prompts", help="With --variant vpt: prompt tokens per block (default: the tokens' parameter budget)."),
+    buckets: Optional[str] = typer.Option(None, "--buckets", help="Low-resolution size buckets LOW-HIGH (HIGH excluded), e.g. 4-8,8-16,16-32 (default: 16-32,32-64,64-128 for 128 px and up, native/8..native otherwise)."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Write the resumable checkpoint every N steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run whose checkpoint is OUT.ckpt, exactly where it stopped."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again even if OUT or OUT.ckpt exists."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Local weights file for openclip:ARCH or lr0fm-tiny."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder holding the pool's dataset files (DATASET:SPLIT pools)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
+    workers: int = typer.Option(2, "--workers", "-w", help="DataLoader worker processes that decode, crop and degrade images."),
+):
+    """Train LR-TK0 tokens by multi-scale self-distillation: the frozen model (tokens off) on the native view
+    teaches the model with tokens on the native and low-resolution views of the same crop.
+
+    The result loads anywhere a model spec does, as SPEC+tokens=OUT.
+
+    Example: lr0fm tokens train --model lr0fm-tiny --pool fashion_mnist:train --out tiny.tokens.safetensors --steps 300 -b 128
+
+    Example: lr0fm eval --model "lr0fm-tiny+tokens=tiny.tokens.safetensors" --resolutions native,24,16,12,8
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .api import train_tokens
+
+    with Progress(TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TextColumn("steps · loss {task.fields[loss]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as progress:
+        task = progress.add_task("train", total=steps, loss="–")
+
+        def advance(step: int, loss: float) -> None:
+            progress.update(task, completed=step, loss=f"{loss:.4f}")
+
+        result = train_tokens(
+            model, pool, out, steps=steps, batch_size=batch_size, group_size=group_size, lr=lr, weight_decay=weight_decay,
+            warmup=warmup, seed=seed, variant=variant, first_block=first_block, prompts=prompts, buckets=buckets,
+            checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, weights=weights, data_root=data_root,
+            device=device, precision=precision, workers=workers, callback=advance,
+        )
+    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
+    err_console.print(f"Wrote {result.path} ({result.token_parameters:,} token parameters, final loss {result.final_loss:.4f}, "
+                      f"{result.seconds:.0f} s{resumed}). Evaluate it: lr0fm eval --model \"{model}+tokens={out}\"",
+                      soft_wrap=True, highlight=False, markup=False)
+
+
+@tokens_app.command("info")
+def tokens_info_command(path: Path = typer.Argument(..., help="A tokens file written by lr0fm tokens train.")):
+    """Show what a tokens file holds: base model, layout, parameter count and training settings.
+
+    Example: lr0fm tokens info tiny.tokens.safetensors
+    """
+    from .tokens.files import read_tokens
+
+    metadata, tensors = read_tokens(path)
+    table = Table(title=f"LR-TK0 tokens {path}", header_style="bold", title_justify="left", show_header=False)
+    table.add_column("Field")
+    table.add_column("Value", overflow="fold")
+    table.add_row("base model", escape(f"{metadata['base_spec']} (weights {metadata['base_fingerprint']})"))
+    for key, value in metadata["layout"].to_dict().items():
+        table.add_row(key, str(value))
+    parameters = sum(t.numel() for name, t in tensors.items() if name != "logit_scale")
+    table.add_row("token parameters", f"{parameters:,}")
+    for key in ("pool", "steps", "batch_size", "lr", "seed", "buckets", "final_loss", "seconds"):
+        if key in metadata["training"]:
+            table.add_row(key, escape(str(metadata["training"][key])))
+    table.add_row("lr0fm version", metadata.get("lr0fm_version", "?"))
+    console.print(table)
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(message)s",

@@ -217,7 +217,11 @@ def evaluate_cell(
             views = views.to(device, non_blocking=True)
             for position, resolution in enumerate(pending):
                 pixels = views[:, position].float().div_(255)
-                scores = logits(model, model.encode_image(pixels), classifier)
+                source = {}
+                if getattr(model, "accepts_source_resolution", False):  # e.g. resolution-conditioned LR-TK0 tokens
+                    source["source_resolution"] = model.image_size if resolution == "native" else int(resolution)
+                embeddings = model.encode_image(pixels, **source)
+                scores = logits(model, embeddings, classifier)
                 chunk[resolution].append(top_k(scores, 5).cpu().numpy().astype(np.int32))
             chunk["index"].append(indices.numpy())
             chunk["label"].append(labels.numpy())

@@ -7,6 +7,7 @@ Spec grammar:
     openclip:hf-hub:ORG/NAME        open_clip model hosted on the Hugging Face hub
     hf:ID_OR_LOCAL_DIR              transformers CLIPModel / SiglipModel / BLIP retrieval (ITC head)
     NAME                            a registry name, e.g. eva02-b16 (see models/registry.py)
+    SPEC+tokens=PATH                any of the above with LR-TK0 tokens from `lr0fm tokens train`
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ BACKENDS = {
 def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> ZeroShotModel:
     """Load a model from its spec; `weights` overrides the spec's own weights with a local file."""
     spec = spec.strip()
+    if "+tokens=" in spec:  # SPEC+tokens=PATH: the base model wrapped with LR-TK0 tokens
+        from ..tokens.files import load_with_tokens
+
+        return load_with_tokens(spec, weights, device)
     entry = _registry_entry(spec)
     if entry is not None:
         # Load the backend spec, but record the short name and the registry's family.
@@ -64,6 +69,11 @@ def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> Ze
 def check_spec(spec: str) -> None:
     """Reject a malformed or unknown spec before anything is loaded or written."""
     spec = spec.strip()
+    if "+tokens=" in spec:
+        from ..tokens.files import check_tokens_spec
+
+        check_tokens_spec(spec)
+        return
     if _registry_entry(spec) is not None:
         return
     if spec == "lr0fm-tiny" or spec.startswith("hf:"):

@@ -38,6 +38,9 @@ class ZeroShotModel(ABC):
     module: torch.nn.Module  # everything whose weights define the model's outputs
     logit_scale: float = 100.0
     logit_bias: float = 0.0  # SigLIP's sigmoid head; does not change rankings
+    # True for models whose encode_image takes `source_resolution=` (the side in pixels each image had
+    # before it was brought to native size); the runner passes it only to them.
+    accepts_source_resolution: bool = False
 
     @property
     def image_size(self) -> int:

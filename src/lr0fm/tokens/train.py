@@ -1,0 +1,277 @@
+"""Train LR-TK0 tokens by multi-scale self-distillation (PAPER.md §3.2-3.5, with the §5 fixes).
+
+Teacher: the same network with tokens off, no grad, on the native view. Student: tokens on, on the native
+view and one view per resolution bucket, all cut from the same crop. Loss: the sum over views of the
+symmetric InfoNCE between teacher and student embeddings with a learnable temperature.
+
+A checkpoint (`OUT.ckpt`) is written every `checkpoint_every` steps; `resume=True` continues from it with
+the same tokens, optimizer, schedule, RNG and batch order, so a killed run ends exactly where an
+uninterrupted one would. The tokens file is the last step's tokens: nothing is selected on a test set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..errors import UserError
+from .files import MARK, save_tokens
+from .losses import multi_view_loss
+from .pool import BatchPlan, StepSampler, ViewSet, load_pool
+from .views import CROP_SCALE, parse_buckets
+from .wrapper import MAX_LOGIT_SCALE, VARIANTS, TokenModel, wrap
+
+log = logging.getLogger("lr0fm.tokens")
+CHECKPOINT_FORMAT = "lr0fm-tokens-checkpoint"
+
+
+@dataclass
+class TokenTrainConfig:
+    model: str
+    pool: str
+    out: str | Path
+    weights: str | None = None
+    data_root: str | None = None
+    steps: int = 1000
+    batch_size: int = 64  # native images per step; each brings 1 + len(buckets) views
+    group_size: int = 4  # K images per group in a batch, when the pool has groups
+    lr: float = 5e-4
+    weight_decay: float = 0.2  # on tokens (and gate weights); never on the temperature
+    warmup: int | None = None  # None: a tenth of the steps, at most 2,000
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    clip_grad: float | None = 5.0
+    seed: int = 0
+    variant: str = "always"
+    first_block: int = 0
+    prompts: int | None = None  # VPT-deep prompts per block; None: the additive tokens' parameter budget
+    buckets: str | Sequence | None = None  # None: scaled to the native size (views.default_buckets)
+    crop_scale: tuple[float, float] = CROP_SCALE
+    init_std: float = 0.02
+    checkpoint_every: int = 500
+    resume: bool = False
+    overwrite: bool = False
+    device: str = "auto"
+    workers: int = 2
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    log_every: int = 50
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    checkpoint: Path
+    steps: int
+    final_loss: float
+    losses: list[float] = field(repr=False)
+    seconds: float
+    resumed_from: int
+    token_parameters: int
+    skipped_images: int
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    return Path(f"{Path(out).expanduser()}.ckpt")
+
+
+def _validate(config: TokenTrainConfig) -> None:
+    if MARK in config.model:
+        raise UserError("Train tokens on a base model spec, without +tokens=.")
+    if config.variant not in VARIANTS:
+        raise UserError(f"Unknown token variant {config.variant!r}; use one of: {', '.join(VARIANTS)}.")
+    if config.steps <= 0 or config.checkpoint_every <= 0 or config.log_every <= 0:
+        raise UserError("--steps, --checkpoint-every and the log interval must be positive.")
+    if config.lr <= 0 or config.weight_decay < 0 or (config.warmup is not None and config.warmup < 0):
+        raise UserError("--lr must be positive, --weight-decay and --warmup zero or more.")
+    if config.workers < 0:
+        raise UserError("--workers must be zero or more.")
+    if config.precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"Unknown precision {config.precision!r}; use auto, fp32 or bf16.")
+    low, high = config.crop_scale
+    if not 0 < low <= high <= 1:
+        raise UserError("The crop scale must satisfy 0 < low <= high <= 1.")
+    out = Path(config.out).expanduser()
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the path of the .safetensors file to write.")
+    if not config.resume and not config.overwrite and (out.exists() or checkpoint_path(out).exists()):
+        raise UserError(f"{out} or its checkpoint {checkpoint_path(out).name} already exists; pass --resume to continue "
+                        "that run, --overwrite to start again, or another --out.")
+
+
+def _schedule(steps: int, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _run_key(config: TokenTrainConfig, model: TokenModel, pool_fingerprint: str, buckets, warmup: int) -> dict:
+    """What must not change between a run and its resumption."""
+    return {
+        "base_spec": model.base.spec, "base_fingerprint": model.base.fingerprint(), "pool": config.pool,
+        "pool_fingerprint": pool_fingerprint, "steps": config.steps, "batch_size": config.batch_size,
+        "group_size": config.group_size, "lr": config.lr, "weight_decay": config.weight_decay, "warmup": warmup,
+        "betas": list(config.betas), "eps": config.eps, "clip_grad": config.clip_grad, "seed": config.seed,
+        "layout": model.layout.to_dict(), "buckets": [list(b) for b in buckets],
+        "crop_scale": list(config.crop_scale), "init_std": config.init_std, "precision": config.precision,
+    }
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_checkpoint(path: Path, run_key: dict) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise UserError(f"Checkpoint {path} is unreadable; delete it and train again with --overwrite.") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not an LR-TK0 training checkpoint; delete it or pick another --out.")
+    saved = state["run"]
+    changed = [k for k in sorted(set(run_key) | set(saved)) if saved.get(k) != run_key.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} then, {run_key.get(k)!r} now" for k in changed[:4])
+        raise UserError(f"--resume: checkpoint {path} belongs to a different run ({detail}); "
+                        "resume with the same settings or start again with --overwrite.")
+    return state
+
+
+def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train tokens as configured; `callback(step, loss)` runs after every step (1-based step)."""
+    from ..models import check_spec, load_model
+    from ..runner import resolve_device
+
+    _validate(config)
+    check_spec(config.model)
+    device = resolve_device(config.device)
+    pool = load_pool(config.pool, config.data_root)  # pool problems surface before the model loads
+    base = load_model(config.model, config.weights, str(device))
+    buckets = parse_buckets(config.buckets, base.image_size)
+    plan = BatchPlan(len(pool), pool.groups, config.batch_size, config.group_size, config.seed)
+    model = wrap(base, config.variant, config.first_block, config.prompts, config.init_std, config.seed)
+    tokens = model.tokens.to(device).train()
+    tokens.requires_grad_(True)
+    warmup = min(2000, config.steps // 10) if config.warmup is None else config.warmup
+    out = Path(config.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoint_path(out)
+
+    decay = [p for name, p in tokens.named_parameters() if p.ndim >= 2]
+    no_decay = [p for name, p in tokens.named_parameters() if p.ndim < 2]  # temperature, gate biases
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=tuple(config.betas), eps=config.eps,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.steps, warmup))
+    run_key = _run_key(config, model, pool.fingerprint(), buckets, warmup)
+
+    start, losses, elapsed_before, skipped = 0, [], 0.0, 0
+    if config.resume and checkpoint.exists():
+        state = _load_checkpoint(checkpoint, run_key)
+        tokens.load_state_dict(state["tokens"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        start, losses = int(state["step"]), list(state["losses"])
+        elapsed_before, skipped = float(state["seconds"]), int(state["skipped_images"])
+        log.info("resuming %s at step %d of %d", checkpoint, start, config.steps)
+    elif config.resume:
+        log.info("no checkpoint at %s: starting from step 0", checkpoint)
+    else:
+        torch.manual_seed(config.seed)
+
+    def save_state(step: int, seconds: float) -> None:
+        _save_checkpoint(checkpoint, {
+            "format": CHECKPOINT_FORMAT, "run": run_key, "step": step, "losses": losses, "seconds": seconds,
+            "skipped_images": skipped, "tokens": tokens.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        })
+
+    loader = torch.utils.data.DataLoader(
+        ViewSet(pool, base.image_size, buckets, config.crop_scale),
+        batch_sampler=StepSampler(plan, start, config.steps),
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    began = time.perf_counter()
+    conditioned = config.variant == "resolution"
+    step = start
+    for _, ok, views, sizes in loader:
+        keep = ok.nonzero().flatten()
+        skipped += int(len(ok) - len(keep))
+        if len(keep) >= 2:
+            views, sizes = views[keep].to(device, non_blocking=True), sizes[keep]
+            batch, count = views.shape[0], views.shape[1]
+            pixels = views.float().div_(255)
+            with _autocast(device, config.precision):
+                with torch.no_grad(), model.tokens_off():
+                    teacher = model.encode_image(pixels[:, 0])
+                # One student pass over every view: (V * B, 3, n, n), view-major.
+                flat = pixels.transpose(0, 1).reshape(count * batch, *pixels.shape[2:])
+                source = sizes.T.reshape(-1).to(device) if conditioned else None
+                students = model.encode_image(flat, source_resolution=source).reshape(count, batch, -1)
+            loss, _ = multi_view_loss(teacher, students, tokens.logit_scale.exp())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad:
+                torch.nn.utils.clip_grad_norm_(tokens.parameters(), config.clip_grad)
+            optimizer.step()
+            with torch.no_grad():
+                tokens.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
+            losses.append(float(loss.detach()))
+        else:
+            losses.append(float("nan"))  # a batch of unreadable images: the step passes without an update
+        scheduler.step()
+        step += 1
+        if step % config.log_every == 0:
+            log.info("step %d/%d loss %.4f lr %.2e", step, config.steps, losses[-1], scheduler.get_last_lr()[0])
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            save_state(step, elapsed_before + time.perf_counter() - began)
+        if callback is not None:
+            callback(step, losses[-1])
+    seconds = elapsed_before + time.perf_counter() - began
+    finite = [x for x in losses if x == x]
+    if not finite:
+        raise UserError(f"No image of pool {config.pool} could be read; check the files.")
+
+    training = {key: value for key, value in asdict(config).items() if key not in ("resume", "overwrite", "out", "device", "workers")}
+    training.update(
+        pool_fingerprint=run_key["pool_fingerprint"], pool_size=len(pool), grouped=pool.groups is not None,
+        buckets=run_key["buckets"], warmup=warmup, final_loss=finite[-1], first_loss=finite[0],
+        seconds=round(seconds, 1), device=str(device), skipped_images=skipped,
+        token_parameters=tokens.token_parameters(),
+    )
+    model.tokens.eval()
+    path = save_tokens(model, out, training)
+    if skipped:
+        log.warning("%d unreadable image(s) of %s were skipped", skipped, config.pool)
+    return TrainResult(path, checkpoint, config.steps, finite[-1], losses, seconds, start, tokens.token_parameters(), skipped)
