@@ -12,6 +12,7 @@ No shift/flip by default: in this budget the model underfits, and augmentation c
 About 12 minutes on 2 idle cores.
 
     python scripts/train_tiny.py                 # the shipped recipe
+    python scripts/train_tiny.py --checkpoint /tmp/tiny.ckpt   # same, resumable if interrupted
     python scripts/train_tiny.py --epochs 1 --out /tmp/pilot.safetensors
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -109,7 +111,10 @@ def main() -> None:
     parser.add_argument("--flip", type=float, default=0.0, help="horizontal flip probability")
     parser.add_argument("--eval-every-epoch", type=int, default=0, help="print top-1 on the first N test images per epoch")
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="save state here after every epoch and resume from it if it exists (same result)")
     args = parser.parse_args()
+    recipe = {k: v for k, v in vars(args).items() if k not in ("out", "eval_every_epoch", "checkpoint")}
 
     torch.set_num_threads(args.threads)
     # Multi-threaded CPU index_put (the backward of picking each image's template) adds with atomics,
@@ -151,8 +156,18 @@ def main() -> None:
 
     print(f"setup {time.time() - started:.1f}s: {len(train_x)} train images, {len(captions)} captions, "
           f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M trainable parameters", flush=True)
-    step = 0
-    for epoch in range(args.epochs):
+    step = first_epoch = 0
+    if args.checkpoint and args.checkpoint.exists():
+        state = torch.load(args.checkpoint, weights_only=True)
+        if state["recipe"] != json.dumps(recipe, sort_keys=True):
+            raise SystemExit(f"{args.checkpoint} was written by a different recipe; delete it or pass another path")
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])  # patch dropout draws from the global generator
+        first_epoch, step = state["epoch"], state["step"]
+        print(f"resumed from {args.checkpoint} after epoch {first_epoch}", flush=True)
+    for epoch in range(first_epoch, args.epochs):
         module.train()
         # Patch dropout (FLIP) only changes training; the state dict and evaluation are unaffected.
         masked = args.patch_dropout > 0 and epoch < args.epochs - args.unmasked_epochs
@@ -193,15 +208,20 @@ def main() -> None:
             n = args.eval_every_epoch
             print(f"  test top-1 on {n} images: {zero_shot_accuracy(TinyModel(module), test_x[:n], test_y[:n]):.4f}", flush=True)
             del module.text
+        if args.checkpoint:  # everything the remaining epochs depend on, written atomically
+            state = {"recipe": json.dumps(recipe, sort_keys=True), "epoch": epoch + 1, "step": step,
+                     "module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+            torch.save(state, f"{args.checkpoint}.tmp")
+            os.replace(f"{args.checkpoint}.tmp", args.checkpoint)
 
     module.eval()
     module.text = text
     accuracy = zero_shot_accuracy(TinyModel(module), test_x, test_y)
     print(f"zero-shot top-1 on the test split at {size} px (prompt ensemble of "
           f"{len(fashion_mnist.TEMPLATES)} templates): {accuracy:.4f}", flush=True)
-    recipe = {k: v for k, v in vars(args).items() if k not in ("out", "eval_every_epoch")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_tiny(module, args.out, {"recipe": json.dumps(recipe, sort_keys=True), "test_top1": f"{accuracy:.4f}"})
+    save_tiny(module, args.out, {"recipe": recipe, "test_top1": round(accuracy, 4)})
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) after {time.time() - started:.0f}s total")
 
 

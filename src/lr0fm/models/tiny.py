@@ -44,7 +44,9 @@ DEFAULT_CONFIG = {
     "mean": list(FASHION_MEAN),
     "std": list(FASHION_STD),
 }
-CONFIG_KEY = "lr0fm_tiny_config"
+# One metadata key holding JSON {"config": ..., plus provenance}: safetensors writes several keys in
+# a random order, which would make two identical trainings differ byte for byte.
+METADATA_KEY = "lr0fm_tiny"
 TEXT_PREFIX = "text."  # state-dict keys of the frozen MiniLM, never written to the weights file
 
 _digest_cache: dict[str, str] = {}
@@ -159,14 +161,13 @@ class TinyCLIP(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(TEXT_PREFIX)}
 
 
-def save_tiny(module: TinyCLIP, path: str | Path, extra_metadata: dict | None = None) -> None:
+def save_tiny(module: TinyCLIP, path: str | Path, provenance: dict | None = None) -> None:
     """Write the trained weights (no MiniLM) with the architecture config in the metadata."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.trained_state_dict().items()}
-    metadata = {"format": "pt", CONFIG_KEY: json.dumps(module.config, sort_keys=True)}
-    metadata.update(extra_metadata or {})
-    save_file(tensors, str(path), metadata=metadata)
+    info = {**(provenance or {}), "config": module.config}
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
 
 
 def _read_weights(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -179,7 +180,7 @@ def _read_weights(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        config = json.loads(metadata[CONFIG_KEY])
+        config = json.loads(metadata[METADATA_KEY])["config"]
         if not isinstance(config, dict) or set(DEFAULT_CONFIG) - set(config):
             raise ValueError("incomplete config")
     except Exception:  # any parse failure means the same thing to the user
