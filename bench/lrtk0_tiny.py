@@ -73,8 +73,8 @@ def main(argv=None) -> None:
     rows: dict[str, list[dict[str, float]]] = {"baseline": [evaluate(args.model, args)]}
     timings: dict[str, list[float]] = {}
     parameters: dict[str, int] = {}
-    for variant in variants:
-        for seed in seeds:
+    for seed in seeds:  # seed-major, so a stopped run already holds every variant for the first seeds
+        for variant in variants:
             out = args.work / f"{variant}-seed{seed}-{args.steps}x{args.batch_size}-lr{args.lr:g}.safetensors"
             if not out.exists():
                 result = lr0fm.train_tokens(args.model, args.pool, out, steps=args.steps, batch_size=args.batch_size,

@@ -1,6 +1,7 @@
 """LR-TK0 tokens: the wrapper on every backbone kind, the views, the pools, training, resume, files, eval."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -450,3 +451,21 @@ def test_transformers_clip_through_its_loader(tmp_path, make_folder):
     loaded = load_model(f"hf:{folder}+tokens={out}")
     assert loaded.layout.backbone == "transformers" and loaded.layout.num_prefix == 1
     assert loaded.encode_image(x).shape == reference.shape
+
+
+def test_resolution_gate_is_zero_at_native_and_learned_below():
+    """The resolution variant leaves native images to the base model exactly, whatever the gate MLP learns."""
+    from lr0fm.tokens.wrapper import LowResTokens, TokenLayout
+
+    tokens = LowResTokens(TokenLayout("resolution", "open_clip", num_patches=4, width=8, num_blocks=2, num_prefix=1,
+                                      native=32, gate_hidden=16))
+    with torch.no_grad():
+        for parameter in tokens.gate.parameters():
+            parameter.normal_()
+    gates = tokens.gates(torch.tensor([64, 32, 24, 16, 8]))
+    assert gates.shape == (5, tokens.layout.num_sets)
+    assert torch.equal(gates[:2], torch.zeros(2, tokens.layout.num_sets))  # native and larger: off
+    assert gates[2:].abs().min() > 0  # below native the learned strengths act
+    fresh = LowResTokens(tokens.layout).gates(torch.tensor([24, 16, 8]))
+    assert torch.allclose(fresh[1:], torch.ones(2, tokens.layout.num_sets))  # from one octave down: always-on at start
+    assert torch.allclose(fresh[0], torch.full((tokens.layout.num_sets,), math.log2(32 / 24)))

@@ -5,8 +5,10 @@ Variants (all keep the backbone frozen and add one learnable temperature for the
 * ``always``: the paper's tokens. One (1, N, D) set added to the patch embeddings before the class token and
   the position embedding are attached, and one set added to the patch positions right before each block
   (prefix tokens untouched). With `first_block` k > 0 only blocks k.. get a set, and there is no input set.
-* ``resolution``: the same tokens, each set scaled by a gate that a tiny MLP computes from
-  log2(source resolution / native), so the tokens can fade out for images that were never low resolution.
+* ``resolution``: the same tokens, each set scaled by a gate computed from the octaves of resolution the
+  image lost, d = log2(native / source): min(d, 1) times a tiny MLP of d. The ramp makes the tokens vanish
+  exactly for images that were never low resolution (the base model's output, so no native loss) and fade
+  in over the first octave; the MLP learns each set's strength below that.
 * ``vpt``: the VPT-deep baseline. P learnable prompt tokens are inserted after the prefix tokens before
   block k and replaced before every later block; they are dropped after the last block, so pooling and
   heads see the original sequence.
@@ -122,7 +124,7 @@ class LowResTokens(nn.Module):
             self.block_tokens = init(layout.block_sets, n, d)
         if layout.variant == "resolution":
             self.gate = nn.Sequential(nn.Linear(1, layout.gate_hidden), nn.GELU(), nn.Linear(layout.gate_hidden, layout.num_sets))
-            with torch.no_grad():  # start as the always-on tokens: every gate 1 at every resolution
+            with torch.no_grad():  # start as the always-on tokens from half the native size down
                 self.gate[2].weight.zero_()
                 self.gate[2].bias.fill_(1.0)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
@@ -134,11 +136,12 @@ class LowResTokens(nn.Module):
         return sum(p.numel() for name, p in self.named_parameters() if name != "logit_scale")
 
     def gates(self, source_resolution: torch.Tensor) -> torch.Tensor:
-        """(B,) source resolutions in pixels -> (B, num_sets) token strengths."""
+        """(B,) source resolutions in pixels -> (B, num_sets) token strengths, 0 at native and above."""
         native = float(self.layout.native)
-        relative = torch.log2(source_resolution.float().clamp(1.0, native) / native).unsqueeze(1)
         first = self.gate[0]
-        return self.gate(relative.to(first.weight.device, first.weight.dtype))
+        lost = torch.log2(native / source_resolution.float().clamp(1.0, native)).unsqueeze(1)
+        lost = lost.to(first.weight.device, first.weight.dtype)
+        return lost.clamp(max=1.0) * self.gate(lost)
 
     @contextlib.contextmanager
     def conditioned(self, source_resolution, batch: int) -> Iterator[None]:
