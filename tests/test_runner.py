@@ -266,6 +266,16 @@ def test_bad_input_writes_nothing(tmp_path, fake, colour_model, make_folder, cha
     assert not (tmp_path / "out").exists()
 
 
+def test_resolution_too_large_for_a_later_model_fails_before_the_first_runs(tmp_path, fake, colour_model, make_folder):
+    first = colour_model(size=64)
+    fake(first)
+    root = make_folder(tmp_path / "data", {"alpha": [10], "echo": [200]}, TEMPLATES)
+    with pytest.raises(UserError, match="lr0fm-tiny: Resolution 48 is not below the model's native 32"):
+        run(tmp_path / "out" / "results.sqlite", models=["fake:colours", "lr0fm-tiny"], datasets=[f"folder:{root}"],
+            resolutions="native,48,16")
+    assert first.image_calls == 0 and not (tmp_path / "out").exists()
+
+
 def test_missing_folder_root_explains_the_layout(tmp_path, fake, colour_model, make_folder):
     fake(colour_model())
     good = make_folder(tmp_path / "data", {"alpha": [10]}, TEMPLATES)

@@ -24,7 +24,7 @@ from .data import ZeroShotDataset, load_dataset
 from .data.base import text_hash
 from .degrade import PROTOCOLS, ViewMaker, parse_resolutions, to_rgb
 from .errors import UserError
-from .models import ZeroShotModel, check_spec, load_model
+from .models import ZeroShotModel, check_spec, load_model, native_size
 from .store import DEFAULT_DB, ResultStore, RunKey
 from .zeroshot import cached_classifier, logits, top_k
 
@@ -101,6 +101,21 @@ def validate(config: EvalConfig) -> None:
     db = Path(config.db)
     if db.exists() and db.is_dir():
         raise UserError(f"--db {db} is a directory; give the path of a .sqlite file.")
+
+
+def _check_resolutions_fit(config: EvalConfig) -> None:
+    """With several models, a resolution too large for a later one must fail before the first writes a cell.
+    Sizes known without weights are checked here; the rest when each model loads."""
+    if config.resolutions is None or len(config.models) < 2:
+        return  # one model: it is checked as soon as it loads, before anything is written
+    for spec in config.models:
+        native = native_size(spec)
+        if native is None:
+            continue
+        try:
+            parse_resolutions(config.resolutions, native, ())
+        except UserError as error:
+            raise UserError(f"{spec}: {error}") from None
 
 
 class _Views(torch.utils.data.Dataset):
@@ -269,6 +284,7 @@ def run(config: EvalConfig, console: Console | None = None) -> tuple[list[dict],
         return batch.rows, batch.outcomes
     config, _, _ = suites.resolve_config(config)
     validate(config)
+    _check_resolutions_fit(config)
     device = resolve_device(config.device)
     # Datasets load (and fail) before any model is loaded or anything is written.
     datasets = [load_dataset(name, config.data_root, config.split, config.download).limit(config.limit) for name in config.datasets]

@@ -96,6 +96,24 @@ def check_spec(spec: str) -> None:
     load_model(spec)  # raises the unknown-model error
 
 
+def native_size(spec: str) -> int | None:
+    """A model's native input size as known without loading weights (None: only the loaded model knows).
+    For lr0fm-tiny it is the bundled weights' size; other --weights may differ."""
+    spec = spec.strip().partition("+tokens=")[0]
+    if spec == "lr0fm-tiny":
+        from .tiny import DEFAULT_CONFIG
+
+        return int(DEFAULT_CONFIG["image_size"])
+    entry = _registry_entry(spec)
+    if entry is not None:
+        return entry.native_size()
+    if spec.startswith("openclip:"):
+        from .registry import _openclip_native
+
+        return _openclip_native(spec)
+    return None
+
+
 def _registry_entry(spec: str):
     """The registry entry a spec names (None for backend specs); an unsupported entry is a UserError."""
     if ":" in spec or spec == "lr0fm-tiny":
@@ -105,4 +123,4 @@ def _registry_entry(spec: str):
     return resolve(spec) if find(spec) is not None else None
 
 
-__all__ = ["BACKENDS", "ImageConfig", "ZeroShotModel", "check_spec", "load_model"]
+__all__ = ["BACKENDS", "ImageConfig", "ZeroShotModel", "check_spec", "load_model", "native_size"]
