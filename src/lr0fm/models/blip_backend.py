@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .base import OPENAI_MEAN, OPENAI_STD, ImageConfig, ZeroShotModel
-from .hub import hub_mode, load_failure
+from .base import ImageConfig, ZeroShotModel
+from .hf_backend import image_config
+from .hub import NO_CONFIG, NO_WEIGHTS, pretrained_source
 
 
 def looks_like_blip(name: str) -> bool:
@@ -55,45 +56,19 @@ class BlipRetrievalModel(ZeroShotModel):
         return self.module.text_proj(hidden[:, 0, :])
 
 
-def _image_config(source: str, model, local_only: bool) -> ImageConfig:
-    from transformers import AutoImageProcessor
-
-    size = model.config.vision_config.image_size
-    mean, std = OPENAI_MEAN, OPENAI_STD  # BLIP's own normalisation, used when no processor config exists
-    try:
-        processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-        mean, std = tuple(processor.image_mean), tuple(processor.image_std)
-    except (OSError, ValueError):
-        pass
-    return ImageConfig(int(size), mean, std)
-
-
 def load_blip(name: str) -> "BlipRetrievalModel":
     """`name` is a hub id (e.g. Salesforce/blip-itm-base-coco) or a folder saved with save_pretrained."""
     from transformers import AutoConfig, AutoTokenizer, BlipForImageTextRetrieval
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    spec = f"hf:{name}"
-    local = Path(name).expanduser()
-    source = str(local) if local.is_dir() else name
-    with hub_mode() as online:
-        local_only = local.is_dir() or not online
-        try:
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError) as error:
-            if local.is_dir():
-                raise UserError(f"{name} has no readable config.json; save the model there with save_pretrained().") from error
-            raise load_failure(spec, online, error) from error
+    with pretrained_source(name) as files:
+        spec = files.spec
+        config = files.load(AutoConfig.from_pretrained, NO_CONFIG)
         if config.model_type != "blip":
             raise UserError(f"{spec} is a {config.model_type!r} model, not BLIP; use a BLIP retrieval checkpoint such as hf:Salesforce/blip-itm-base-coco.")
-        try:
-            model, info = BlipForImageTextRetrieval.from_pretrained(source, local_files_only=local_only, output_loading_info=True)
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError) as error:
-            if local.is_dir():
-                raise UserError(f"{name} lacks model weights or tokenizer files; save both there with save_pretrained().") from error
-            raise load_failure(spec, online, error) from error
+        model, info = files.load(BlipForImageTextRetrieval.from_pretrained, NO_WEIGHTS, output_loading_info=True)
+        tokenizer = files.load(AutoTokenizer.from_pretrained, NO_WEIGHTS)
         # A captioning or VQA BLIP checkpoint lacks the ITC projections; transformers would fill them randomly.
         missing = [k for k in info.get("missing_keys", []) if not k.startswith("itm_head")]
         if missing:
@@ -101,6 +76,6 @@ def load_blip(name: str) -> "BlipRetrievalModel":
                 f"{spec} is not a BLIP retrieval checkpoint ({len(missing)} ITC weights missing, e.g. {sorted(missing)[0]}); "
                 "use one such as hf:Salesforce/blip-itm-base-coco."
             )
-        image = _image_config(source, model, local_only)
+        image = image_config(files, model)
     max_length = min(int(config.text_config.max_position_embeddings), int(getattr(tokenizer, "model_max_length", 512) or 512))
     return BlipRetrievalModel(spec, model, tokenizer, image, max_length)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..errors import UserError
 from .base import OPENAI_MEAN, OPENAI_STD, ImageConfig, ZeroShotModel
-from .hub import hub_mode, load_failure
+from .hub import NO_CONFIG, NO_WEIGHTS, PretrainedSource, pretrained_source
 
 SUPPORTED_TYPES = ("clip", "siglip")
 
@@ -53,17 +51,17 @@ class HFModel(ZeroShotModel):
         return _features(self.module.get_text_features(**kwargs))
 
 
-def _image_config(processor_dir_or_id: str, model, local_only: bool) -> ImageConfig:
+def image_config(files: PretrainedSource, model) -> ImageConfig:
+    """Input size from the model config; mean/std from the processor config, else CLIP's (also BLIP's)."""
     from transformers import AutoImageProcessor
 
     size = model.config.vision_config.image_size
     mean, std = OPENAI_MEAN, OPENAI_STD
     try:
-        processor = AutoImageProcessor.from_pretrained(processor_dir_or_id, local_files_only=local_only)
-        mean = tuple(processor.image_mean)
-        std = tuple(processor.image_std)
+        processor = AutoImageProcessor.from_pretrained(files.source, local_files_only=files.local_only)
+        mean, std = tuple(processor.image_mean), tuple(processor.image_std)
     except (OSError, ValueError):
-        pass  # no preprocessor_config.json: the model config's size and CLIP's mean/std are the defaults
+        pass  # no preprocessor_config.json: keep the defaults
     return ImageConfig(int(size), mean, std)
 
 
@@ -85,29 +83,13 @@ def load_hf(name: str) -> HFModel:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
-    spec = f"hf:{name}"
-    local = Path(name).expanduser()
-    if local.exists() and not local.is_dir():
-        raise UserError(f"{name} is a file; hf: models need a folder saved with save_pretrained (config.json and weights).")
-    source = str(local) if local.is_dir() else name
-    with hub_mode() as online:
-        local_only = local.is_dir() or not online
-        try:
-            config = AutoConfig.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError) as error:
-            if local.is_dir():
-                raise UserError(f"{name} has no readable config.json; save the model there with save_pretrained().") from error
-            raise load_failure(spec, online, error) from error
+    with pretrained_source(name) as files:
+        config = files.load(AutoConfig.from_pretrained, NO_CONFIG)
         if config.model_type not in SUPPORTED_TYPES:
-            raise UserError(f"{spec} is a {config.model_type!r} model; hf: supports CLIPModel and SiglipModel ({', '.join(SUPPORTED_TYPES)}).")
+            raise UserError(f"{files.spec} is a {config.model_type!r} model; hf: supports CLIPModel and SiglipModel ({', '.join(SUPPORTED_TYPES)}).")
         model_class = SiglipModel if config.model_type == "siglip" else CLIPModel
-        try:
-            model = model_class.from_pretrained(source, local_files_only=local_only)
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError) as error:
-            if local.is_dir():
-                raise UserError(f"{name} lacks model weights or tokenizer files; save both there with save_pretrained().") from error
-            raise load_failure(spec, online, error) from error
-        image = _image_config(source, model, local_only)
+        model = files.load(model_class.from_pretrained, NO_WEIGHTS)
+        tokenizer = files.load(AutoTokenizer.from_pretrained, NO_WEIGHTS)
+        image = image_config(files, model)
     padding = "max_length" if config.model_type == "siglip" else True
-    return HFModel(spec, family_of(name, config.model_type), model, tokenizer, image, padding)
+    return HFModel(files.spec, family_of(name, config.model_type), model, tokenizer, image, padding)

@@ -10,6 +10,9 @@ import contextlib
 import functools
 import os
 import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -69,3 +72,49 @@ def load_failure(spec: str, online: bool, error: Exception, local: str = LOCAL_W
     first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
     alternative = "a local weights file" if local == LOCAL_WEIGHTS else "a local folder"
     return UserError(f"{spec} could not be loaded from the hub ({first_line}); check the name, or pass {alternative}.")
+
+
+NO_CONFIG = "has no readable config.json; save the model there with save_pretrained()."
+NO_WEIGHTS = "lacks model weights or tokenizer files; save both there with save_pretrained()."
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where a hf: model's files come from: a folder saved with save_pretrained, or a hub id."""
+
+    name: str
+    source: str  # what from_pretrained gets
+    is_folder: bool
+    online: bool
+
+    @property
+    def spec(self) -> str:
+        return f"hf:{self.name}"
+
+    @property
+    def local_only(self) -> bool:
+        return self.is_folder or not self.online
+
+    def load(self, loader: Callable, missing: str, **kwargs):
+        """`loader(source, local_files_only=..., **kwargs)`; a failure becomes one sentence: for a folder, the
+        folder `missing` (NO_CONFIG, NO_WEIGHTS), for a hub id, why the files could not be had."""
+        from ..errors import UserError
+
+        try:
+            return loader(self.source, local_files_only=self.local_only, **kwargs)
+        except (OSError, ValueError) as error:
+            if self.is_folder:
+                raise UserError(f"{self.name} {missing}") from error
+            raise load_failure(self.spec, self.online, error) from error
+
+
+@contextlib.contextmanager
+def pretrained_source(name: str) -> Iterator[PretrainedSource]:
+    """The source of hf:NAME, with the hub held offline (fail fast) while loading when it is out of reach."""
+    from ..errors import UserError
+
+    local = Path(name).expanduser()
+    if local.exists() and not local.is_dir():
+        raise UserError(f"{name} is a file; hf: models need a folder saved with save_pretrained (config.json and weights).")
+    with hub_mode() as online:
+        yield PretrainedSource(name, str(local) if local.is_dir() else name, local.is_dir(), online)
