@@ -18,6 +18,7 @@ from lr0fm.data.fine_grained import caltech_folders, sun397_name, year_first
 from lr0fm.data.lr0fm_suite import SUITE
 from lr0fm.data.suite_base import imagenet_classnames, imagenet_templates, stored_classnames, stored_templates, wnids
 from lr0fm.errors import UserError
+from suite_fixtures import BUILDERS
 
 
 @pytest.fixture(autouse=True)
@@ -431,3 +432,26 @@ def test_download_uses_torchvision_and_reports_failure(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "DTD", offline)
     with pytest.raises(UserError, match=r"Downloading DTD into .* failed \(network is unreachable\); get it from"):
         load_dataset("dtd", root=str(tmp_path / "other"), download=True)
+
+
+@pytest.mark.parametrize("name, torchvision_class", [
+    ("food101", "Food101"), ("fgvc_aircraft", "FGVCAircraft"), ("oxford_pets", "OxfordIIITPet"),
+])
+def test_torchvision_loaders_download_once_then_parse(tmp_path, monkeypatch, name, torchvision_class):
+    import torchvision.datasets
+
+    real = getattr(torchvision.datasets, torchvision_class)
+    calls = []
+
+    def fake(root, download=False, **kwargs):  # a download lays out what torchvision's would; parsing is real
+        calls.append(download)
+        if download:
+            BUILDERS[name](Path(root))
+            return None
+        return real(root, **kwargs)
+
+    monkeypatch.setattr(torchvision.datasets, torchvision_class, fake)
+    dataset = load_dataset(name, root=str(tmp_path / "data"), download=True)
+    assert calls == [True, False] and len(dataset) > 0
+    load_dataset(name, root=str(tmp_path / "data"), download=True)
+    assert calls == [True, False, False]  # found on disk: parsed, not fetched again

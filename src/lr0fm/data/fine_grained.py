@@ -10,6 +10,7 @@ accepts only its own download layout (DTD), or checks file checksums that a re-s
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -197,21 +198,26 @@ def _parse_with_torchvision(info: SuiteInfo, make, root: Path):
         raise not_found(info, root, f"torchvision could not read it: {str(error)[:200]}") from error
 
 
+def _torchvision_dataset(info: SuiteInfo, root: Path, wrappers: tuple[str, ...], marker: str, download: bool, make):
+    """Find torchvision's folder for `info` below `root` (fetched into `root` first when `download` and absent)
+    and parse it with `make(folder)`; returns (folder, dataset)."""
+    tv_root = _torchvision_root(root, wrappers, marker)
+    if tv_root is None and download:
+        run_download(info, root, lambda: make(str(root), download=True))
+        tv_root = _torchvision_root(root, wrappers, marker)
+    if tv_root is None:
+        raise not_found(info, root)
+    return tv_root, _parse_with_torchvision(info, lambda: make(str(tv_root)), root)
+
+
 def load_food101(root, split=None, download=False):
     from torchvision.datasets import Food101
 
     info = FOOD101
     split = check_split(info, split)
     root = resolve_root(root)
-    wrappers = ("food101", "Food101", "food-101-root")
-    marker = f"food-101/meta/{split}.json"
-    tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None and download:
-        run_download(info, root, lambda: Food101(str(root), split=split, download=True))
-        tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None:
-        raise not_found(info, root)
-    dataset = _parse_with_torchvision(info, lambda: Food101(str(tv_root), split=split), root)
+    tv_root, dataset = _torchvision_dataset(info, root, ("food101", "Food101", "food-101-root"), f"food-101/meta/{split}.json",
+                                            download, partial(Food101, split=split))
     items = [(Path(p), label) for p, label in zip(dataset._image_files, dataset._labels)]
     classnames = [name.replace("_", " ") for name in dataset.classes]
     return finish(info, split, root, tv_root / "food-101" / "images", items, classnames, stored_templates("food101"),
@@ -224,17 +230,9 @@ def load_fgvc_aircraft(root, split=None, download=False):
     info = FGVC_AIRCRAFT
     split = check_split(info, split)
     root = resolve_root(root)
-    wrappers = ("fgvc_aircraft", "fgvc-aircraft", "FGVCAircraft")
-    marker = f"fgvc-aircraft-2013b/data/images_variant_{split}.txt"
-    tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None and download:
-        run_download(info, root, lambda: FGVCAircraft(str(root), split=split, download=True))
-        tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None:
-        raise not_found(info, root)
-    dataset = _parse_with_torchvision(
-        info, lambda: FGVCAircraft(str(tv_root), split=split, annotation_level="variant"), root
-    )
+    tv_root, dataset = _torchvision_dataset(info, root, ("fgvc_aircraft", "fgvc-aircraft", "FGVCAircraft"),
+                                            f"fgvc-aircraft-2013b/data/images_variant_{split}.txt", download,
+                                            partial(FGVCAircraft, split=split, annotation_level="variant"))
     items = [(Path(p), label) for p, label in zip(dataset._image_files, dataset._labels)]
     # CLIP's aircraft class names are the variant names of variants.txt, verbatim.
     return finish(info, split, root, tv_root / "fgvc-aircraft-2013b" / "data" / "images", items, list(dataset.classes),
@@ -247,15 +245,9 @@ def load_oxford_pets(root, split=None, download=False):
     info = OXFORD_PETS
     split = check_split(info, split)
     root = resolve_root(root)
-    wrappers = ("oxford_pets", "oxford-pets", "pets", "OxfordPets")
-    marker = f"oxford-iiit-pet/annotations/{split}.txt"
-    tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None and download:
-        run_download(info, root, lambda: OxfordIIITPet(str(root), split=split, download=True))
-        tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None:
-        raise not_found(info, root)
-    dataset = _parse_with_torchvision(info, lambda: OxfordIIITPet(str(tv_root), split=split), root)
+    tv_root, dataset = _torchvision_dataset(info, root, ("oxford_pets", "oxford-pets", "pets", "OxfordPets"),
+                                            f"oxford-iiit-pet/annotations/{split}.txt", download,
+                                            partial(OxfordIIITPet, split=split))
     items = [(Path(p), label) for p, label in zip(dataset._images, dataset._labels)]
     return finish(info, split, root, tv_root / "oxford-iiit-pet" / "images", items, stored_classnames("oxford_pets"),
                   stored_templates("oxford_pets"), check_files=True)
