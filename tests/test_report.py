@@ -5,6 +5,7 @@ import base64
 import json
 import math
 import re
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -494,3 +495,27 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     grey = [int(report_plots.PAPER_COLOUR[i:i + 2], 16) for i in (1, 3, 5)]
     paper_grey = (np.abs(pixels - np.array(grey)).max(axis=-1) <= 6).sum()  # the paper backbones' bars
     assert plot_blue > 2000 and paper_grey > 2000
+
+
+PDFLATEX = shutil.which("pdflatex")
+
+
+@pytest.mark.skipif(PDFLATEX is None, reason="pdflatex is not installed (apt-get install -y texlive-latex-base texlive-latex-recommended)")
+def test_latex_report_compiles(report, tmp_path):
+    _, _, out = report
+    folder = tmp_path / "tex"
+    shutil.copytree(out, folder)
+    done = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=folder,
+                          capture_output=True, text=True, errors="replace", timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (folder / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    log = (folder / "report.log").read_text(errors="replace")
+    assert "Missing character" not in log and "Undefined control sequence" not in log
+
+
+def test_latex_escape_keeps_pdflatex_going():
+    from lr0fm.report.document import latex_escape
+
+    assert latex_escape("café_50% & γ−1") == r"café\_50\% \& $\gamma$$-$1"
+    assert latex_escape("ﬁsh") == "fish"  # a ligature: its ASCII letters
+    assert latex_escape("猫") == r"\texttt{U+732B}"  # no glyph in the T1 fonts: the code point, not a crash

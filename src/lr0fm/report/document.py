@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,13 +95,25 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"γ": r"$\gamma$", "Γ": r"$\Gamma$", "±": r"$\pm$", "×": r"$\times$", "→": r"$\to$",
                   "≥": r"$\geq$", "≤": r"$\leq$", "–": "--", "—": "---", "ε": r"$\varepsilon$", "α": r"$\alpha$",
-                  "·": r"$\cdot$", "…": r"\dots{}", "’": "'", "√": r"$\surd$", "ρ": r"$\rho$"}
+                  "·": r"$\cdot$", "…": r"\dots{}", "’": "'", "√": r"$\surd$", "ρ": r"$\rho$", "−": "$-$",
+                  "²": r"\textsuperscript{2}"}
+
+
+def _latex_char(ch: str) -> str:
+    if ch in _LATEX_SPECIAL:
+        return _LATEX_SPECIAL[ch]
+    if ch in _LATEX_UNICODE:
+        return _LATEX_UNICODE[ch]
+    if ord(ch) <= 0xFF:  # Latin-1: inputenc utf8 with T1 fonts sets it
+        return ch
+    # Anything else (a class or model name in another script) would stop pdflatex: its ASCII base letters,
+    # else its code point.
+    ascii_form = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    return latex_escape(ascii_form) if ascii_form else rf"\texttt{{U+{ord(ch):04X}}}"
 
 
 def latex_escape(text: str) -> str:
-    text = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
-    for symbol, replacement in _LATEX_UNICODE.items():
-        text = text.replace(symbol, replacement)
+    text = "".join(_latex_char(ch) for ch in str(text))
     # Markdown emphasis and code used in paragraphs.
     text = re.sub(r"\*\*(.+?)\*\*", r"\\textbf{\1}", text)
     text = re.sub(r"`(.+?)`", r"\\texttt{\1}", text)
