@@ -120,7 +120,35 @@ def render(rows, timings, parameters, args, seeds) -> str:
         params = f"{parameters[name]:,}" if name in parameters else "0"
         seconds = f"{np.mean(timings[name]):.0f}" if name in timings else "–"
         lines.append(f"| {label} | {params} | {seconds} | " + " | ".join(cells) + " |")
+    lines += ["", *targets(rows)]
     return "\n".join(lines) + "\n"
+
+
+def mean_std(values, fmt: str = ".1f") -> str:
+    values = np.asarray(values, dtype=float)
+    mean = format(values.mean(), fmt)
+    return f"{mean} ± {format(values.std(ddof=1), fmt.lstrip('+'))}" if len(values) > 1 else mean
+
+
+def targets(rows) -> list[str]:
+    """Each variant against the demonstration's targets, per seed, then mean ± std."""
+    base = rows["baseline"][0]
+    lowest = RESOLUTIONS[-1]
+    gap = base["native"] - base[lowest]
+    gains = {name: [run[lowest] - base[lowest] for run in runs] for name, runs in rows.items() if name != "baseline"}
+    lines = [f"Gap between the plain model's native and {lowest}-px top-1: {gap:.2f} points."]
+    for name, runs in rows.items():
+        if name == "baseline":
+            continue
+        closed = [100 * g / gap for g in gains[name]]
+        native = [run["native"] - base["native"] for run in runs]
+        line = (f"* {LABELS.get(name, name)}: closes {mean_std(closed)} % of it; native changes by "
+                f"{mean_std(native, '+.2f')} points")
+        if name != "always" and "always" in gains and len(gains["always"]) == len(gains[name]):
+            kept = [100 * g / a for g, a in zip(gains[name], gains["always"])]
+            line += f"; keeps {mean_std(kept)} % of the always-on tokens' {lowest}-px gain (same seed)"
+        lines.append(line + ".")
+    return lines
 
 
 if __name__ == "__main__":
