@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -235,9 +234,7 @@ def test_paper_weights_agreement_at_16(accuracy):
 
 
 def test_fit_war_weights_lifts_overlooked_datasets(accuracy):
-    started = time.perf_counter()
-    fit = metrics.fit_war_weights(accuracy, resolution=16, seed=0)
-    assert time.perf_counter() - started < 60
+    fit = metrics.fit_war_weights(accuracy, resolution=16, seed=0)  # its speed: bench/metrics_speed.py
     rho = fit["correlations"].set_index("dataset")
     assert set(fit["weights"]) == set(reference.DATASETS)
     weights = np.array(list(fit["weights"].values()))
@@ -352,13 +349,6 @@ def test_bootstrap_input_errors():
         metrics.bootstrap_robustness({"eurosat": {"native": np.ones(10, bool), "16": np.ones(9, bool)}})
     with pytest.raises(UserError, match="level"):
         metrics.bootstrap_robustness({"eurosat": _correlated_cells(10)}, level=95)
-
-
-def test_bootstrap_speed():
-    cells = {r: np.random.default_rng(0).random(10_000) < 0.6 for r in ("native", "128", "64", "32", "16")}
-    started = time.perf_counter()
-    metrics.bootstrap_robustness({"imagenet": cells}, n_resamples=1000)
-    assert time.perf_counter() - started < 20
 
 
 def test_sample_correctness_from_store_arrays():
