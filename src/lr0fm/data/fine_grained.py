@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import UserError
 from .coop_splits import read_coop_split
 from .suite_base import (
-    SuiteInfo, check_split, find_base, finish, not_found, resolve_root, run_download, stored_classnames, stored_templates,
+    SuiteInfo, check_split, find_base, finish, locate_or_download, not_found, resolve_root, run_download, stored_classnames,
+    stored_templates,
 )
 
 CALTECH101 = SuiteInfo(
@@ -122,14 +123,12 @@ def load_caltech101(root, split=None, download=False):
     def is_base(folder: Path) -> bool:
         return sum((folder / name).is_dir() for name in folders) >= 2
 
-    base = find_base(root, candidates, is_base)
-    if base is None and download:
+    def fetch():
         from torchvision.datasets import Caltech101
 
-        run_download(info, root, lambda: Caltech101(str(root), download=True))
-        base = find_base(root, candidates, is_base)
-    if base is None:
-        raise not_found(info, root)
+        Caltech101(str(root), download=True)
+
+    base = locate_or_download(info, root, candidates, is_base, download, fetch)
     per_class: dict[int, list[Path]] = {}
     for label, folder in enumerate(folders):
         if folder == "BACKGROUND_Google" or not (base / folder).is_dir():
@@ -159,14 +158,12 @@ def load_dtd(root, split=None, download=False):
     def is_base(folder: Path) -> bool:
         return (folder / "labels").is_dir() and (folder / "images").is_dir()
 
-    base = find_base(root, candidates, is_base)
-    if base is None and download:
+    def fetch():
         from torchvision.datasets import DTD as TorchvisionDTD
 
-        run_download(info, root, lambda: TorchvisionDTD(str(root), download=True))
-        base = find_base(root, candidates, is_base)
-    if base is None:
-        raise not_found(info, root)
+        TorchvisionDTD(str(root), download=True)
+
+    base = locate_or_download(info, root, candidates, is_base, download, fetch)
     list_file = base / "labels" / f"{split}.txt"
     if not list_file.is_file():
         raise not_found(info, root, f"{list_file} is missing")
@@ -185,12 +182,6 @@ def load_dtd(root, split=None, download=False):
 # Food101, FGVC-Aircraft, Oxford-IIIT Pets: torchvision parses the official layout
 
 
-def _torchvision_root(root: Path, wrappers: tuple[str, ...], marker: str) -> Path | None:
-    """The folder holding torchvision's dataset folder (`marker` is a file inside it); ".." lets --data-root
-    name the dataset folder itself."""
-    return find_base(root, (".", *wrappers, ".."), lambda folder: (folder / marker).is_file())
-
-
 def _parse_with_torchvision(info: SuiteInfo, make, root: Path):
     try:
         return make()
@@ -199,14 +190,11 @@ def _parse_with_torchvision(info: SuiteInfo, make, root: Path):
 
 
 def _torchvision_dataset(info: SuiteInfo, root: Path, wrappers: tuple[str, ...], marker: str, download: bool, make):
-    """Find torchvision's folder for `info` below `root` (fetched into `root` first when `download` and absent)
-    and parse it with `make(folder)`; returns (folder, dataset)."""
-    tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None and download:
-        run_download(info, root, lambda: make(str(root), download=True))
-        tv_root = _torchvision_root(root, wrappers, marker)
-    if tv_root is None:
-        raise not_found(info, root)
+    """Find the folder holding torchvision's dataset folder (`marker` is a file inside it; ".." lets --data-root
+    name the dataset folder itself), fetched into `root` first when `download` and absent, and parse it with
+    `make(folder)`; returns (folder, dataset)."""
+    tv_root = locate_or_download(info, root, (".", *wrappers, ".."), lambda folder: (folder / marker).is_file(),
+                                 download, lambda: make(str(root), download=True))
     return tv_root, _parse_with_torchvision(info, lambda: make(str(tv_root)), root)
 
 
@@ -268,14 +256,12 @@ def load_flowers102(root, split=None, download=False):
     def is_base(folder: Path) -> bool:
         return (folder / "setid.mat").is_file() and (folder / "imagelabels.mat").is_file() and (folder / "jpg").is_dir()
 
-    base = find_base(root, candidates, is_base)
-    if base is None and download:
+    def fetch():
         from torchvision.datasets import Flowers102
 
-        run_download(info, root, lambda: Flowers102(str(root), download=True))
-        base = find_base(root, candidates, is_base)
-    if base is None:
-        raise not_found(info, root)
+        Flowers102(str(root), download=True)
+
+    base = locate_or_download(info, root, candidates, is_base, download, fetch)
     try:
         ids = np.atleast_1d(loadmat(base / "setid.mat", squeeze_me=True)[{"train": "trnid", "val": "valid", "test": "tstid"}[split]])
         labels = np.atleast_1d(loadmat(base / "imagelabels.mat", squeeze_me=True)["labels"])
@@ -309,14 +295,12 @@ def load_sun397(root, split=None, download=False):
     def is_base(folder: Path) -> bool:
         return (folder / "ClassName.txt").is_file() or (folder / "a" / "abbey").is_dir()
 
-    base = find_base(root, candidates, is_base)
-    if base is None and download:
+    def fetch():
         from torchvision.datasets import SUN397 as TorchvisionSUN397
 
-        run_download(info, root, lambda: TorchvisionSUN397(str(root), download=True))
-        base = find_base(root, candidates, is_base)
-    if base is None:
-        raise not_found(info, root)
+        TorchvisionSUN397(str(root), download=True)
+
+    base = locate_or_download(info, root, candidates, is_base, download, fetch)
     places = (base, base / "Partitions", base.parent / "Partitions", base.parent)
     split_file = next((d / f"{split}.txt" for d in places if (d / f"{split}.txt").is_file()), None)
     if split_file is None and download:

@@ -161,6 +161,19 @@ def run_download(info: SuiteInfo, root: Path, fetch: Callable[[], object]) -> No
         ) from error
 
 
+def locate_or_download(info: SuiteInfo, root: Path, candidates: Iterable[str], is_base: Callable[[Path], bool],
+                       download: bool, fetch: Callable[[], object]) -> Path:
+    """find_base; when nothing is there and `download` is set, `fetch()` into `root` (run_download) and look
+    again; still nothing is the dataset's not-found sentence."""
+    base = find_base(root, candidates, is_base)
+    if base is None and download:
+        run_download(info, root, fetch)
+        base = find_base(root, candidates, is_base)
+    if base is None:
+        raise not_found(info, root)
+    return base
+
+
 def finish(info: SuiteInfo, split: str, root: Path, base: Path, items: list[tuple[Path, int]],
            classnames: Sequence[str], templates: Sequence[str], check_files: bool = False) -> SuiteDataset:
     """Validate the sample list and build the dataset."""
