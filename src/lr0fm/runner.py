@@ -227,15 +227,17 @@ def evaluate_cell(
         for values in chunk.values():
             values.clear()
 
+    # The side in pixels each view had before it was brought to native size.
+    sides = {r: model.image_size if r == "native" else int(r) for r in pending}
     with torch.inference_mode(), _autocast(device, config.precision):
         for indices, labels, ok, views in loader:
             views = views.to(device, non_blocking=True)
             for position, resolution in enumerate(pending):
                 pixels = views[:, position].float().div_(255)
-                source = {}
-                if getattr(model, "accepts_source_resolution", False):  # e.g. resolution-conditioned LR-TK0 tokens
-                    source["source_resolution"] = model.image_size if resolution == "native" else int(resolution)
-                embeddings = model.encode_image(pixels, **source)
+                if model.accepts_source_resolution:  # e.g. resolution-conditioned LR-TK0 tokens
+                    embeddings = model.encode_image(pixels, source_resolution=sides[resolution])
+                else:
+                    embeddings = model.encode_image(pixels)
                 scores = logits(model, embeddings, classifier)
                 chunk[resolution].append(top_k(scores, 5).cpu().numpy().astype(np.int32))
             chunk["index"].append(indices.numpy())
@@ -249,8 +251,7 @@ def evaluate_cell(
         flush()
 
     for resolution in pending:
-        pixels = model.image_size if resolution == "native" else int(resolution)
-        store.finish_resolution(run_id, resolution, len(dataset.classnames), pixels)
+        store.finish_resolution(run_id, resolution, len(dataset.classnames), sides[resolution])
     outcome.computed = pending
     if task is not None:
         progress.update(task, completed=len(dataset))
