@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from open_clip.transformer import PatchDropout
 from PIL import Image
 
 from lr0fm.data import fashion_mnist
+from lr0fm.fileio import atomic_path
 from lr0fm.models.tiny import DEFAULT_CONFIG, MiniLMEncoder, TinyCLIP, TinyModel, save_tiny
 from lr0fm.zeroshot import build_classifier
 
@@ -212,8 +212,8 @@ def main() -> None:
             state = {"recipe": json.dumps(recipe, sort_keys=True), "epoch": epoch + 1, "step": step,
                      "module": module.state_dict(), "optimizer": optimizer.state_dict(),
                      "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
-            torch.save(state, f"{args.checkpoint}.tmp")
-            os.replace(f"{args.checkpoint}.tmp", args.checkpoint)
+            with atomic_path(args.checkpoint) as tmp:
+                torch.save(state, tmp)
 
     module.eval()
     module.text = text

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from .fileio import atomic_path
 from .models.base import ZeroShotModel
 
 
@@ -49,11 +48,8 @@ def cached_classifier(
             path.unlink(missing_ok=True)
     classifier = build_classifier(model, classnames, templates)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so a killed run never leaves half a cache entry.
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    save_file({"classifier": classifier.cpu().contiguous()}, tmp, metadata={"spec": model.spec})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a killed run never leaves half a cache entry
+        save_file({"classifier": classifier.cpu().contiguous()}, tmp, metadata={"spec": model.spec})
     return classifier
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .. import __version__, reference
 from ..errors import UserError
+from ..fileio import atomic_path, fsync_folder, write_text_atomic
 from ..metrics import ALPHA, NATIVE
 from ..store import DEFAULT_DB, ResultStore
 from . import plots
@@ -313,7 +314,8 @@ def _write_csvs(tables: ReportTables, folder: Path) -> list[str]:
             frames["compare_paper_backbones.csv"] = pd.concat(backbones, ignore_index=True)[
                 ["resolution", "datasets", "backbone", "family", "SAR", "WAR", "n_datasets"]]
     for name, frame in frames.items():
-        frame.to_csv(folder / name, index=False)
+        with atomic_path(folder / name) as tmp:
+            frame.to_csv(tmp, index=False)
         written.append(name)
     return written
 
@@ -324,14 +326,17 @@ def _move_into(staging: Path, out: Path, files: list[str]) -> None:
     if not out.exists():
         try:
             os.replace(staging, out)
-            return
         except OSError:
             if not out.is_dir():
                 raise
+        else:
+            fsync_folder(out.parent)
+            return
     for name in files:
         os.replace(staging / name, out / name)
     for name in set(OWNED_FILES) - set(files):
         (out / name).unlink(missing_ok=True)
+    fsync_folder(out)
 
 
 def build_report(db: str | Path = DEFAULT_DB, out: str | Path = DEFAULT_OUT,
@@ -379,10 +384,10 @@ def build_report(db: str | Path = DEFAULT_DB, out: str | Path = DEFAULT_OUT,
                   *(["report.tex"] if "latex" in chosen else []), *files]
         document = build_document(collected, tables, listed, db)
         if "md" in chosen:
-            (staging / "report.md").write_text(to_markdown(document), encoding="utf-8")
+            write_text_atomic(staging / "report.md", to_markdown(document))
         if "latex" in chosen:
-            (staging / "report.tex").write_text(to_latex(document), encoding="utf-8")
-        (staging / "report.html").write_text(to_html(document, staging), encoding="utf-8")
+            write_text_atomic(staging / "report.tex", to_latex(document))
+        write_text_atomic(staging / "report.html", to_html(document, staging))
         _move_into(staging, out, listed)
     except OSError as error:
         raise UserError(f"Cannot write the report to {out} ({error}); pass a writable path to --out.") from None

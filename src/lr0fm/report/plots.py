@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..fileio import atomic_path
 from ..metrics import NATIVE
 from .collect import dataset_order, order_resolutions
 from .compute import ReportTables, display_dataset
@@ -43,7 +44,8 @@ def _errors(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _save(figure, path: Path) -> Path:
-    figure.savefig(path, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return path
 
 

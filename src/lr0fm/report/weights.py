@@ -7,8 +7,6 @@ with tidy columns model, dataset, resolution, top1 [, n_classes].
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +14,7 @@ import pandas as pd
 
 from .. import metrics, reference
 from ..errors import UserError
+from ..fileio import write_text_atomic
 from ..store import DEFAULT_DB, ResultStore
 
 TABLE_COLUMNS = ("model", "dataset", "resolution", "top1")
@@ -107,12 +106,7 @@ def write_weights(fit: dict, path: str | Path, source: str) -> Path:
         payload["mean_rho_war_paper"] = fit["mean_rho_war_paper"]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            tmp.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_text_atomic(path, json.dumps(payload, indent=2, default=float) + "\n")
     except OSError as error:
         raise UserError(f"Cannot write {path} ({error}); pass a writable path to --out.") from None
     return path

@@ -20,7 +20,7 @@ from . import pool as pool_files
 log = logging.getLogger("lr0fm.synth")
 
 DEFAULT_MODEL = "PixArt-alpha/PixArt-XL-2-1024-MS"
-PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # auto: fp16 on GPU, fp32 on CPU
 # PixArt's resolution binning only knows these latent sizes (1024, 512 and 256 px models).
 BINNED_SAMPLE_SIZES = (32, 64, 128)
 
@@ -44,14 +44,14 @@ def _require_diffusers():
 
 def load_pipeline(model: str = DEFAULT_MODEL, device: str = "auto", precision: str = "auto"):
     """A PixArt-α pipeline on `device`: a hub id (cached, or downloaded when online) or a local folder."""
+    from ..device import DTYPES, parse_precision, resolve_device
     from ..models.hub import hub_mode, load_failure
-    from ..runner import resolve_device
 
     _require_diffusers()
     from diffusers import PixArtAlphaPipeline
 
     target = resolve_device(device)
-    dtype = _dtype(precision, target)
+    dtype = DTYPES[parse_precision(precision, PRECISIONS, target, auto="fp16", fp16_on_cpu=False)]
     local = Path(model).expanduser()
     if local.exists() and not local.is_dir():
         raise UserError(f"{model} is a file; --model takes a hub id or a pipeline folder saved with save_pretrained().")
@@ -76,18 +76,6 @@ def _dtype_argument() -> str:
     from diffusers.utils import deprecation_utils
 
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-
-
-def _dtype(precision: str, device):
-    import torch
-
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
-    if precision not in PRECISIONS:
-        raise UserError(f"Unknown precision {precision!r}; use auto, fp32, fp16 or bf16.")
-    if precision == "fp16" and device.type == "cpu":
-        raise UserError("fp16 needs a GPU; use --precision fp32 or bf16 on CPU.")
-    return getattr(torch, PRECISIONS[precision])
 
 
 def _clean_caption_available() -> bool:

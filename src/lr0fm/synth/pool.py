@@ -15,13 +15,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import UserError
+from ..fileio import atomic_path
 
 log = logging.getLogger("lr0fm.synth")
 
@@ -127,16 +127,8 @@ def read_manifest(pool: str | Path, strict: bool = True) -> list[dict]:
 
 def _atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, so a reader never sees half a file."""
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=TEMP_PREFIX, delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, prefix=TEMP_PREFIX) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _entry_line(entry: dict) -> str:
@@ -160,16 +152,8 @@ def save_image(image, pool: Path, file: str) -> None:
     """Save as PNG under a temporary name, then rename: a killed run leaves no half-written image."""
     target = pool / file
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=TEMP_PREFIX, suffix=".png", delete=False)
-    try:
-        with handle:
-            image.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, target)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_path(target, prefix=TEMP_PREFIX) as tmp:
+        image.save(tmp, format="PNG")
 
 
 @contextlib.contextmanager
