@@ -16,7 +16,6 @@ from lr0fm.degrade import (
     PROTOCOLS,
     ViewMaker,
     paper_pipeline,
-    parse_resolutions,
     to_rgb,
 )
 from lr0fm.errors import UserError
@@ -191,7 +190,7 @@ def test_shape_dtype_and_order(photo, protocol, family):
     assert forward.shape == (3, 3, 64, 64) and forward.dtype == torch.uint8
     assert torch.equal(forward[0], backward[2]) and torch.equal(forward[1], backward[1])
     with_native = ViewMaker(protocol, 64, [16, "native"], family)
-    assert with_native.resolutions == ["native", 16]
+    assert with_native.resolutions == ("native", "16")
     assert torch.equal(with_native(photo)[1], forward[1])
 
 
@@ -235,44 +234,6 @@ def test_view_maker_validates_resolutions():
         ViewMaker("canonical", 224, ["native", 224])
     with pytest.raises(UserError):
         ViewMaker("canonical", 224, [])
-
-
-# ----------------------------------------------------------------------------------- resolutions
-
-
-def test_parse_resolutions_happy_paths():
-    assert parse_resolutions("native,128,64,32,16", 224, ()) == SWEEP
-    assert parse_resolutions(" 16 , NATIVE,64", 224, ()) == ["native", 16, 64]
-    assert parse_resolutions("32,64", 224, ()) == [32, 64]
-    assert parse_resolutions("native,64,,32,", 224, ()) == ["native", 64, 32]
-    assert parse_resolutions(None, 224, (128, 64, 32, 16)) == SWEEP
-    assert parse_resolutions(None, 32, (128, 64, 32, 16)) == ["native", 16]
-    assert parse_resolutions([64, "native", np.int64(16), "8"], 224, ()) == ["native", 64, 16, 8]
-
-
-@pytest.mark.parametrize(
-    "value,fragment",
-    [
-        ("native,12x", "whole number"),
-        ("native,64.5", "whole number"),
-        ([64.0], "whole number"),
-        ([True], "whole number"),
-        ("0", "positive"),
-        ("-16", "positive"),
-        ("native,224", "not below the model's native 224 px"),
-        ("native,300", "not below"),
-        ("64,32,64", "twice"),
-        ("native,native", "twice"),
-        ("", "No resolutions"),
-        (" , ", "No resolutions"),
-        ([], "No resolutions"),
-    ],
-)
-def test_parse_resolutions_errors(value, fragment):
-    with pytest.raises(UserError) as caught:
-        parse_resolutions(value, 224, (128, 64))
-    message = str(caught.value)
-    assert fragment in message and message.endswith(".")
 
 
 # --------------------------------------------------------------------------------------- colour

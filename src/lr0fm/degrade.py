@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import UserError
+from .resolution import Resolution, check_below, parse_resolutions
 
 PROTOCOLS: dict[str, str] = {
     "canonical": "short side to native + centre crop; each low resolution made from that crop "
@@ -30,8 +31,6 @@ PROTOCOLS: dict[str, str] = {
     "paper": "the LR0.FM authors' per-family pipelines (torchvision bicubic Resize on PIL): short side + "
     "centre crop for CLIP/MetaCLIP/EVA/CLIPA/CoCa, square stretch for OpenCLIP/SigLIP/EVA-8B/ALBEF/M2/BLIP",
 }
-
-Resolution = int | str  # "native" or a side length in pixels below native
 
 # Which resize path the authors' evaluation code takes per family (github.com/shyammarjit/LR0.FM):
 #   shortside: Resize(r) -> Resize(n) -> CenterCrop(n); native Resize(n) -> CenterCrop(n)
@@ -74,59 +73,6 @@ def paper_pipeline(family: str) -> str:
     protocol for models the paper did not evaluate.
     """
     return PAPER_PIPELINES.get(family.strip().lower(), DEFAULT_PAPER_PIPELINE)
-
-
-def parse_resolutions(
-    value: str | Sequence[int | str] | None, native: int, default: Sequence[int]
-) -> list[Resolution]:
-    """Validate a resolution list such as "native,128,64,32,16".
-
-    Keeps the user's order, except that "native" (if given) moves to the front. `None` means
-    "native" plus the entries of `default` that are below `native` (a small model cannot use 128).
-    """
-    if value is None:
-        return ["native", *(int(r) for r in default if 0 < int(r) < native)]
-    # Empty pieces of a string ("64,,32", a trailing comma) are slips, not resolutions.
-    tokens = [t for t in value.split(",") if t.strip()] if isinstance(value, str) else list(value)
-    if not tokens:
-        example = ",".join(["native", *(str(r) for r in default)]) if default else "native,64,32,16"
-        raise UserError(f"No resolutions were given; pass a list such as '{example}'.")
-    seen: list[Resolution] = []
-    for token in tokens:
-        parsed = _parse_one(token, native)
-        if parsed in seen:
-            name = "'native'" if parsed == "native" else f"Resolution {parsed}"
-            raise UserError(f"{name} is listed twice; give each resolution once.")
-        seen.append(parsed)
-    if "native" in seen:
-        seen.remove("native")
-        seen.insert(0, "native")
-    return seen
-
-
-def _parse_one(token: object, native: int) -> Resolution:
-    if isinstance(token, str):
-        text = token.strip()
-        if text.lower() == "native":
-            return "native"
-        try:
-            resolution = int(text)
-        except ValueError:
-            raise UserError(
-                f"Resolution {text!r} is not a whole number; use 'native' or pixel sizes such as 64."
-            ) from None
-    elif isinstance(token, (int, np.integer)) and not isinstance(token, bool):
-        resolution = int(token)
-    else:
-        raise UserError(f"Resolution {token!r} is not a whole number; use 'native' or pixel sizes such as 64.")
-    if resolution <= 0:
-        raise UserError(f"Resolution {resolution} must be a positive number of pixels; use sizes such as 64.")
-    if resolution >= native:
-        raise UserError(
-            f"Resolution {resolution} is not below the model's native {native} px; "
-            f"use 'native' for full size and only sizes below {native} for low resolutions."
-        )
-    return resolution
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,14 +177,15 @@ class ViewMaker:
     Holds only plain values, so it pickles into DataLoader workers.
     """
 
-    def __init__(self, protocol: str, native: int, resolutions: list[Resolution], family: str = "openclip"):
+    def __init__(self, protocol: str, native: int, resolutions: Sequence[Resolution | int | str], family: str = "openclip"):
         if protocol not in PROTOCOLS:
             raise UserError(f"Unknown protocol {protocol!r}; use one of: {', '.join(PROTOCOLS)}.")
         if int(native) <= 0:
             raise UserError(f"Native size {native} must be a positive number of pixels.")
         self.protocol = protocol
         self.native = int(native)
-        self.resolutions = parse_resolutions(list(resolutions), self.native, ())
+        self.resolutions = parse_resolutions(resolutions)
+        check_below(self.resolutions, self.native)
         self.family = family
         self.pipeline = paper_pipeline(family) if protocol == "paper" else "canonical"
 
@@ -264,26 +211,27 @@ class ViewMaker:
         pixels = crop.unsqueeze(0).float()
         views = []
         for resolution in self.resolutions:
-            if resolution == "native":
+            if resolution.is_native:
                 views.append(crop)
                 continue
+            side = resolution.pixels
             # antialias=True on both steps: the same Keys (a=-0.5) cubic as PIL's bicubic, which made the crop,
             # with the low-pass filter that keeps the down step from aliasing; no uint8 rounding in between.
-            small = F.interpolate(pixels, size=(resolution, resolution), mode="bicubic", antialias=True)
+            small = F.interpolate(pixels, size=(side, side), mode="bicubic", antialias=True)
             back = F.interpolate(small, size=(n, n), mode="bicubic", antialias=True)
             views.append(back.round().clamp(0, 255).to(torch.uint8)[0])
         return views
 
     def _shortside(self, image: Image.Image, resolution: Resolution) -> torch.Tensor:
         n = self.native
-        if resolution != "native":
-            image = _resize_short_side(image, resolution)
+        if not resolution.is_native:
+            image = _resize_short_side(image, resolution.pixels)
         return _to_tensor(_center_crop(_resize_short_side(image, n), n))
 
     def _stretch(self, image: Image.Image, resolution: Resolution) -> torch.Tensor:
-        if resolution != "native":
-            image = _resize_square(image, resolution)
+        if not resolution.is_native:
+            image = _resize_square(image, resolution.pixels)
         return _to_tensor(_resize_square(image, self.native))
 
 
-__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "Resolution", "ViewMaker", "paper_pipeline", "parse_resolutions", "to_rgb"]
+__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "ViewMaker", "paper_pipeline", "to_rgb"]

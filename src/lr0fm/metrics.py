@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import UserError
+from .resolution import NATIVE_TEXT, Resolution, order
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,7 @@ def accuracy_summary(labels: np.ndarray, top5: np.ndarray, n_classes: int) -> di
 # Element-wise metrics
 
 ALPHA = 200.0  # sharpness of the near-chance discount (the paper's alpha)
-NATIVE = "native"
+NATIVE = NATIVE_TEXT
 ROBUSTNESS_COLUMNS = ("relative_robustness", "improved_relative_robustness")
 
 
@@ -122,24 +123,11 @@ def war(improved, weights, axis: int = -1):
 
 
 def _resolution_key(resolution, native: str = NATIVE) -> str:
-    """'native' or a positive integer as text, whatever form the table used (16, 16.0, '16', 'Native')."""
-    if isinstance(resolution, str):
-        text = resolution.strip()
-        if text.lower() == native.lower():
-            return NATIVE
-        try:
-            value = float(text)
-        except ValueError:
-            raise UserError(f"Resolution {resolution!r} is neither {native!r} nor a number of pixels.") from None
-    else:
-        value = float(resolution)
-    if not math.isfinite(value) or value <= 0 or value != int(value):
-        raise UserError(f"Resolution {resolution!r} is neither {native!r} nor a positive number of pixels.")
-    return str(int(value))
-
-
-def _resolution_order(key: str) -> float:
-    return math.inf if key == NATIVE else float(key)
+    """Canonical text of a table's resolution ("native", "16"), whatever form the table used (16, 16.0, "16",
+    "Native"); `native` is the label the table uses for native resolution."""
+    if isinstance(resolution, str) and resolution.strip().lower() == native.lower():
+        return NATIVE
+    return str(Resolution(resolution))
 
 
 def _class_count_lookup(datasets, class_counts: Mapping[str, int] | None, table_counts: Mapping[str, int],
@@ -538,7 +526,7 @@ def bootstrap_robustness(correct: Mapping[str, Mapping], *, n_resamples: int = 1
                  for r, v in correct[dataset].items()}
         if NATIVE not in cells:
             raise UserError(f"Dataset {dataset} has no {native!r} resolution; robustness is relative to it.")
-        resolutions = sorted(cells, key=_resolution_order, reverse=True)
+        resolutions = [str(r) for r in order(cells)]
         columns = [cells[r] for r in resolutions]
         if paired and len({len(c) for c in columns}) > 1:
             raise UserError(f"Dataset {dataset} has different sample counts per resolution "
@@ -563,7 +551,7 @@ def bootstrap_robustness(correct: Mapping[str, Mapping], *, n_resamples: int = 1
             per_resolution.setdefault(resolution, []).append(
                 (dataset, float(gamma_point), float(improved_point), gamma_boot, improved_boot))
 
-    for resolution in sorted(per_resolution, key=_resolution_order, reverse=True):
+    for resolution in [str(r) for r in order(per_resolution)]:
         entries = per_resolution[resolution]
         w = np.array([weight[e[0]] for e in entries])
         gamma_points = np.array([e[1] for e in entries])

@@ -12,9 +12,6 @@ import torch
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
-# The paper's low resolutions; models whose native size is smaller pick their own (see default_resolutions).
-PAPER_RESOLUTIONS = (128, 64, 32, 16)
-
 
 @dataclass(frozen=True)
 class ImageConfig:
@@ -39,20 +36,12 @@ class ZeroShotModel(ABC):
     logit_scale: float = 100.0
     logit_bias: float = 0.0  # SigLIP's sigmoid head; does not change rankings
     # True for models whose encode_image takes `source_resolution=` (the side in pixels each image had
-    # before it was brought to native size); the runner passes it only to them.
+    # before it was brought to native size); the executor passes it only to them.
     accepts_source_resolution: bool = False
 
     @property
     def image_size(self) -> int:
         return self.image.size
-
-    @property
-    def default_resolutions(self) -> tuple[int, ...]:
-        """The paper's 128/64/32/16 below native; small models get native × (3/4, 1/2, 3/8, 1/4)."""
-        below = tuple(r for r in PAPER_RESOLUTIONS if r < self.image_size)
-        if len(below) >= 2:
-            return below
-        return tuple(sorted({max(2, round(self.image_size * f)) for f in (3 / 4, 1 / 2, 3 / 8, 1 / 4)}, reverse=True))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.image.mean, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)

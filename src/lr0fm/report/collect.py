@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..metrics import NATIVE
+from ..resolution import order
 from ..store import ResultStore
 
 
@@ -62,8 +63,8 @@ class Collected:
 
 
 def order_resolutions(resolutions) -> list[str]:
-    """'native' first, then pixel sizes from large to small."""
-    return sorted(resolutions, key=lambda r: (r != NATIVE, -int(r) if r != NATIVE else 0))
+    """'native' first, then pixel sizes from large to small (as plain text, for table columns)."""
+    return [str(r) for r in order(resolutions)]
 
 
 def _labels(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:

@@ -13,11 +13,12 @@ import pandas as pd
 
 from .. import metrics, reference
 from ..metrics import NATIVE
+from ..resolution import PAPER
 from .collect import Collected, DatasetRun, dataset_order, order_resolutions
 
 # WAR weight of a dataset the paper did not weight (its weights were fitted to its 15 datasets only).
 DEFAULT_WEIGHT = 1.0
-PAPER_LOW_RESOLUTIONS = ("128", "64", "32", "16")
+PAPER_LOW_RESOLUTIONS = tuple(str(r) for r in PAPER if not r.is_native)
 TIE_TOLERANCE = 1e-9  # a user model whose score equals a backbone's (up to float noise) ties with it
 
 
