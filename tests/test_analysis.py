@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from lr0fm import analysis, cli
 from lr0fm.errors import UserError
-from lr0fm.models import load_model
+from lr0fm import load_model
 
 invoke = CliRunner().invoke
 

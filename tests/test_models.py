@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import lr0fm
 from lr0fm.errors import UserError
-from lr0fm.models import check_spec
+from lr0fm.api import check_model as check_spec
 from lr0fm.models.base import OPENAI_MEAN, OPENAI_STD, fingerprint_module
 from lr0fm.models.hf_backend import family_of as hf_family_of
 from lr0fm.models.openclip_backend import family_of

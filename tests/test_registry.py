@@ -16,7 +16,8 @@ import lr0fm
 from lr0fm import reference
 from lr0fm.degrade import ViewMaker
 from lr0fm.errors import UserError
-from lr0fm.models import check_spec, registry
+from lr0fm.api import check_model as check_spec
+from lr0fm.models import parse_spec, registry
 from lr0fm.models.openclip_backend import family_of
 
 SUPPORTED = [e for e in registry.entries() if e.supported]
@@ -51,6 +52,30 @@ def test_supported_counts_and_reasons():
     assert all(e.reason and e.spec is None for e in unsupported)
 
 
+def backbone_rows() -> list[dict]:
+    import csv
+    from importlib import resources
+
+    with resources.files("lr0fm.reference").joinpath("backbones.csv").open("r", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_backbones_csv_is_the_registry():
+    rows = backbone_rows()
+    assert list(rows[0]) == ["name", "family", "spec", "native", "supported", "reason", "paper_name", "note"]
+    assert len(rows) == 66
+    assert len({r["name"] for r in rows}) == 66 and len({r["paper_name"] for r in rows}) == 66
+    assert {r["supported"] for r in rows} == {"yes", "no"}
+    assert all(r["family"] in registry.FAMILIES and int(r["native"]) > 0 for r in rows)
+    for row in rows:
+        if row["supported"] == "no":
+            assert row["reason"] and not row["spec"], row["name"]
+        else:
+            assert row["spec"] and not row["reason"], row["name"]
+    assert [r["name"] for r in rows] == list(registry.PAPER_MODELS)
+    assert registry.get("siglip-so400m-384").note.startswith("the paper's table says @336px")
+
+
 @pytest.mark.parametrize("entry", OPENCLIP, ids=lambda e: e.name)
 def test_openclip_entry_has_tag_config_and_native_size(entry):
     import open_clip
@@ -58,7 +83,7 @@ def test_openclip_entry_has_tag_config_and_native_size(entry):
     arch, tag = split_spec(entry)
     assert open_clip.get_pretrained_cfg(arch, tag), entry.spec
     size = open_clip.get_model_config(arch)["vision_cfg"]["image_size"]
-    assert size == entry.native == entry.native_size()
+    assert size == entry.native == parse_spec(entry.name).native
     assert family_of(arch, tag) == entry.family  # the backend alone would pick the same protocol
 
 
@@ -131,7 +156,7 @@ def test_user_model_loads_by_name(tiny_openclip):
     arch, weights = tiny_openclip
     entry = registry.register("test-tiny-clip", f"openclip:{arch}", family="clip")
     try:
-        assert entry.native_size() == 32 and entry.pipeline == "shortside"
+        assert parse_spec("test-tiny-clip").native == 32 and entry.pipeline == "shortside"
         check_spec("test-tiny-clip")
         model = lr0fm.load_model("test-tiny-clip", weights=str(weights))
         assert (model.spec, model.family, model.image_size) == ("test-tiny-clip", "clip", 32)

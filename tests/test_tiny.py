@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 
 from lr0fm.data import fashion_mnist
 from lr0fm.errors import UserError
-from lr0fm.models import load_model, tiny
+from lr0fm import load_model
+from lr0fm.models import tiny
 from lr0fm.models.tiny import load_tiny, save_tiny
 from lr0fm.zeroshot import build_classifier, logits
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from lr0fm import cli
 from lr0fm.degrade import ViewMaker
 from lr0fm.errors import UserError
-from lr0fm.models import check_spec, load_model
+from lr0fm import load_model
+from lr0fm.api import check_model as check_spec
 from lr0fm.models.base import ImageConfig, ZeroShotModel
 from lr0fm.tokens import matched_prompts, read_tokens, wrap
 from lr0fm.tokens.backbones import add_to_patch_embedding, locate
@@ -398,8 +399,8 @@ def test_eval_with_tokens_spec_through_the_cli(trainer, tmp_path, make_folder):
 def test_resolution_variant_receives_the_source_resolution(trainer, tmp_path, make_folder, monkeypatch):
     run, arch, weights, _ = trainer
     result = run("res.safetensors", variant="resolution", steps=2)
-    from lr0fm.runner import EvalConfig
-    from lr0fm.runner import run as evaluate
+    from lr0fm.api import run_evaluation as evaluate
+    from lr0fm.plan import EvalConfig
     from lr0fm.tokens.wrapper import LowResTokens
 
     seen = []

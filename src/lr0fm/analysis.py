@@ -12,7 +12,6 @@ openclip: ViT models (and registry names that resolve to them).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .fileio import atomic_path
 
 SUPPORTED = "lr0fm-tiny and openclip: ViT models (open_clip VisionTransformer image towers)"
 POOLINGS = ("mean", "token")
@@ -53,20 +53,6 @@ def vision_transformer(model) -> torch.nn.Module:
         kind = type(visual).__name__ if visual is not None else type(model).__name__
         raise UserError(f"Layer analysis supports {SUPPORTED}; {model.spec} has a {kind} image tower.")
     return visual
-
-
-def _reject_early(spec: str) -> None:
-    """Refuse transformers models before anything is downloaded or loaded."""
-    backend = spec.strip()
-    try:
-        from .models import registry
-
-        if ":" not in backend and backend != "lr0fm-tiny" and registry.find(backend) is not None:
-            backend = registry.resolve(backend).spec
-    except ImportError:  # no registry: only backend specs
-        pass
-    if backend.startswith("hf:"):
-        raise UserError(f"Layer analysis supports {SUPPORTED}; {spec} is a transformers model.")
 
 
 class _Probe:
@@ -121,27 +107,34 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
     `resolutions`: low resolutions (default: the model's sweep); "native" is always the reference.
     `loaded`: an already loaded ZeroShotModel to use instead of loading `model` (its spec is reported).
     """
+    from . import loader
     from .data import load_dataset
-    from .degrade import ViewMaker, parse_resolutions, to_rgb
-    from .models import check_spec, load_model
-    from .runner import resolve_device
+    from .degrade import ViewMaker, to_rgb
+    from .device import resolve_device
+    from .models import parse_spec
+    from .resolution import check_below, default_sweep, parse_resolutions
 
     if pooling not in POOLINGS:
         raise UserError(f"Unknown pooling {pooling!r}; use mean or token.")
     if batch_size <= 0:
         raise UserError("--batch-size must be positive.")
+    requested = parse_resolutions(resolutions)
     if loaded is None:
-        check_spec(model)
-        _reject_early(model)
+        spec = parse_spec(model, weights)
+        loader.check(spec)
+        if spec.backend == "hf":  # refused before anything is downloaded or loaded
+            raise UserError(f"Layer analysis supports {SUPPORTED}; {model} is a transformers model.")
     torch_device = resolve_device(device)
     data = load_dataset(dataset, data_root, split).limit(limit)
     if loaded is None:
-        loaded = load_model(model, weights, str(torch_device))
+        loaded = loader.load(spec, str(torch_device))
     else:
         loaded.to(torch_device)
     visual = vision_transformer(loaded)
     native = loaded.image_size
-    low = [r for r in parse_resolutions(resolutions, native, loaded.default_resolutions) if r != "native"]
+    if requested is not None:
+        check_below(requested, native)
+    low = [r for r in (requested or default_sweep(native)) if not r.is_native]
     if not low:
         raise UserError("Give at least one low resolution, e.g. --resolutions 16,8.")
     maker = ViewMaker(protocol, native, ["native", *low], loaded.family)
@@ -170,7 +163,7 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
     table = pd.DataFrame({"layer": probe.names, "depth": np.arange(len(probe.names))})
     for position, resolution in enumerate(low):
         table[str(resolution)] = [float(probe.sums[name][position] / used) for name in probe.names]
-    return LayerSimilarity(table, loaded.spec, dataset, native, [int(r) for r in low], used, skipped, pooling,
+    return LayerSimilarity(table, loaded.spec, dataset, native, [r.pixels for r in low], used, skipped, pooling,
                            protocol)
 
 
@@ -196,11 +189,8 @@ def plot_layer_similarity(result: LayerSimilarity, path: str | Path) -> Path:
     figure.tight_layout()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with contextlib.ExitStack() as stack:
-            stack.callback(lambda: tmp.unlink(missing_ok=True))
+        with atomic_path(path) as tmp:
             figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-            tmp.replace(path)
     except OSError as error:
         raise UserError(f"Cannot write {path} ({error}); pass a writable path to --plot.") from None
     return path

@@ -74,13 +74,31 @@ def _root_logging_silenced():
         root.setLevel(previous)
 
 
-def load_openclip(name: str, weights: str | None = None) -> OpenClipModel:
+def check_openclip(arch: str, tag: str | None) -> dict:
+    """The pretrained config of `arch`/`tag` ({} without a tag); a UserError for an unknown architecture or tag."""
     import open_clip
 
-    spec = f"openclip:{name}"
+    if arch not in open_clip.list_models():
+        close = [m for m in open_clip.list_models() if m.lower().startswith(arch.lower()[:5])][:8]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"Unknown open_clip architecture {arch!r}{hint}; "
+                        "`python -c \"import open_clip; print(open_clip.list_models())\"` lists them all.")
+    if not tag:
+        return {}
+    config = open_clip.get_pretrained_cfg(arch, tag)
+    if not config:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise UserError(f"Unknown pretrained tag {tag!r} for {arch}; use one of: {', '.join(tags) or '(none: pass --weights FILE)'}.")
+    return config
+
+
+def load_openclip(name: str, tag: str | None = None, weights: str | None = None) -> OpenClipModel:
+    """An open_clip model: `name` is an architecture (with an optional pretrained `tag` or a local `weights`
+    file) or "hf-hub:ORG/NAME"."""
+    import open_clip
+
+    spec = f"openclip:{name}" + (f"/{tag}" if tag else "")
     if name.startswith("hf-hub:"):
-        if weights:
-            raise UserError("--weights cannot be combined with openclip:hf-hub: models; use openclip:ARCH --weights FILE instead.")
         with hub_mode() as online, _root_logging_silenced():
             try:
                 clip = open_clip.create_model(name)
@@ -89,18 +107,8 @@ def load_openclip(name: str, weights: str | None = None) -> OpenClipModel:
                 raise load_failure(spec, online, error) from error
         return OpenClipModel(spec, family_of(name, None), clip, tokenizer, _image_config(clip))
 
-    arch, _, tag = name.partition("/")
-    if arch not in open_clip.list_models():
-        close = [m for m in open_clip.list_models() if m.lower().startswith(arch.lower()[:5])][:8]
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UserError(f"Unknown open_clip architecture {arch!r}{hint}; `python -c \"import open_clip; print(open_clip.list_models())\"` lists them all.")
-    tag_cfg = {}
-    if tag:
-        tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
-        if not tag_cfg:
-            tags = open_clip.list_pretrained_tags_by_model(arch)
-            raise UserError(f"Unknown pretrained tag {tag!r} for {arch}; use one of: {', '.join(tags) or '(none: pass --weights FILE)'}.")
-
+    arch = name
+    tag_cfg = check_openclip(arch, tag)
     quick_gelu = bool(tag_cfg.get("quick_gelu", False))
     preprocess = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
     if weights:

@@ -7,11 +7,11 @@
     lr0fm.load_model("lr0fm-tiny+tokens=tiny.tokens.safetensors")   # any evaluation takes this spec
 """
 
-from .files import attach_tokens, read_tokens, save_tokens, split_spec
+from .files import attach_tokens, read_tokens, save_tokens
 from .train import TokenTrainConfig, TrainResult
 from .wrapper import VARIANTS, LowResTokens, TokenLayout, TokenModel, matched_prompts, wrap
 
 __all__ = [
     "VARIANTS", "LowResTokens", "TokenLayout", "TokenModel", "TokenTrainConfig", "TrainResult", "attach_tokens",
-    "matched_prompts", "read_tokens", "save_tokens", "split_spec", "wrap",
+    "matched_prompts", "read_tokens", "save_tokens", "wrap",
 ]

@@ -6,36 +6,22 @@ wrapper.TokenLayout), `training` (JSON: the training config, pool, steps, final 
 `torch_version`.
 
 A model spec `SPEC+tokens=PATH` loads SPEC, checks that its weights are the ones the tokens were trained
-on, and wraps it.
+on, and wraps it (`lr0fm.loader`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
+from ..fileio import atomic_path
 from .wrapper import TokenLayout, TokenModel, wrap
 
 FORMAT = "lr0fm-tokens"
 FORMAT_VERSION = "1"
-MARK = "+tokens="
-
-
-def split_spec(spec: str) -> tuple[str, str | None]:
-    """"SPEC+tokens=PATH" -> (SPEC, PATH); a spec without tokens -> (spec, None)."""
-    base, mark, path = spec.strip().partition(MARK)
-    if not mark:
-        return base, None
-    if not base.strip() or not path.strip():
-        raise UserError(f"Model spec {spec!r} must read SPEC+tokens=PATH, e.g. lr0fm-tiny+tokens=tiny-tokens.safetensors.")
-    if MARK in path:
-        raise UserError(f"Model spec {spec!r} names tokens twice; give one +tokens=PATH.")
-    return base.strip(), path.strip()
 
 
 def save_tokens(model: TokenModel, path: str | Path, training: dict | None = None) -> Path:
@@ -59,14 +45,8 @@ def save_tokens(model: TokenModel, path: str | Path, training: dict | None = Non
         "torch_version": torch.__version__,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -96,7 +76,7 @@ def read_tokens(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return metadata, tensors
 
 
-def attach_tokens(base, path: str | Path, spec_path: str | None = None) -> TokenModel:
+def attach_tokens(base, path: str | Path) -> TokenModel:
     """Wrap a loaded base model with the tokens in `path`, after checking that they belong to it."""
     metadata, tensors = read_tokens(path)
     fingerprint = base.fingerprint()
@@ -104,9 +84,9 @@ def attach_tokens(base, path: str | Path, spec_path: str | None = None) -> Token
         raise UserError(
             f"Tokens file {path} was trained on {metadata.get('base_spec')!r} (weights fingerprint "
             f"{metadata.get('base_fingerprint')}), but {base.spec!r} has weights fingerprint {fingerprint}; "
-            f"use the base model the tokens were trained on: {metadata.get('base_spec')}+tokens={spec_path or path}."
+            f"use the base model the tokens were trained on: {metadata.get('base_spec')}+tokens={path}."
         )
-    model = wrap(base, layout=metadata["layout"], tokens_file=spec_path or str(path))
+    model = wrap(base, layout=metadata["layout"], tokens_file=str(path))
     try:
         model.tokens.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -116,22 +96,3 @@ def attach_tokens(base, path: str | Path, spec_path: str | None = None) -> Token
     model.tokens.to(base.device)
     model.training_info = metadata["training"]
     return model
-
-
-def load_with_tokens(spec: str, weights: str | None = None, device: str = "cpu") -> TokenModel:
-    """models.load_model for SPEC+tokens=PATH."""
-    from ..models import load_model
-
-    base_spec, path = split_spec(spec)
-    read_tokens(path)  # a bad tokens file fails before the base model is loaded
-    base = load_model(base_spec, weights, device)
-    return attach_tokens(base, path, path)
-
-
-def check_tokens_spec(spec: str) -> None:
-    """models.check_spec for SPEC+tokens=PATH: the base spec and the file's readability, no weights loaded."""
-    from ..models import check_spec
-
-    base_spec, path = split_spec(spec)
-    check_spec(base_spec)
-    read_tokens(path)

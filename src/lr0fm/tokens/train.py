@@ -11,11 +11,8 @@ uninterrupted one would. The tokens file is the last step's tokens: nothing is s
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +20,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..device import autocast, parse_precision, resolve_device
 from ..errors import UserError
-from .files import MARK, save_tokens
+from ..fileio import atomic_path
+from .files import save_tokens
 from .losses import multi_view_loss
 from .pool import BatchPlan, StepSampler, ViewSet, load_pool
 from .views import CROP_SCALE, parse_buckets
@@ -32,6 +31,7 @@ from .wrapper import MAX_LOGIT_SCALE, VARIANTS, TokenModel, wrap
 
 log = logging.getLogger("lr0fm.tokens")
 CHECKPOINT_FORMAT = "lr0fm-tokens-checkpoint"
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on GPU, fp32 on CPU
 
 
 @dataclass
@@ -62,7 +62,7 @@ class TokenTrainConfig:
     overwrite: bool = False
     device: str = "auto"
     workers: int = 2
-    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    precision: str = "auto"  # one of PRECISIONS
     log_every: int = 50
 
 
@@ -84,8 +84,6 @@ def checkpoint_path(out: str | Path) -> Path:
 
 
 def _validate(config: TokenTrainConfig) -> None:
-    if MARK in config.model:
-        raise UserError("Train tokens on a base model spec, without +tokens=.")
     if config.variant not in VARIANTS:
         raise UserError(f"Unknown token variant {config.variant!r}; use one of: {', '.join(VARIANTS)}.")
     if config.steps <= 0 or config.checkpoint_every <= 0 or config.log_every <= 0:
@@ -94,8 +92,6 @@ def _validate(config: TokenTrainConfig) -> None:
         raise UserError("--lr must be positive, --weight-decay and --warmup zero or more.")
     if config.workers < 0:
         raise UserError("--workers must be zero or more.")
-    if config.precision not in ("auto", "fp32", "bf16"):
-        raise UserError(f"Unknown precision {config.precision!r}; use auto, fp32 or bf16.")
     low, high = config.crop_scale
     if not 0 < low <= high <= 1:
         raise UserError("The crop scale must satisfy 0 < low <= high <= 1.")
@@ -116,12 +112,6 @@ def _schedule(steps: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _run_key(config: TokenTrainConfig, model: TokenModel, pool_fingerprint: str, buckets, warmup: int) -> dict:
     """What must not change between a run and its resumption."""
     return {
@@ -135,14 +125,9 @@ def _run_key(config: TokenTrainConfig, model: TokenModel, pool_fingerprint: str,
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    """Write the checkpoint atomically: a kill mid-write leaves the previous one intact."""
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load_checkpoint(path: Path, run_key: dict) -> dict:
@@ -163,14 +148,17 @@ def _load_checkpoint(path: Path, run_key: dict) -> dict:
 
 def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train tokens as configured; `callback(step, loss)` runs after every step (1-based step)."""
-    from ..models import check_spec, load_model
-    from ..runner import resolve_device
+    from ..models import check_base, load_base, parse_spec
 
     _validate(config)
-    check_spec(config.model)
+    spec = parse_spec(config.model, config.weights)
+    if spec.tokens:
+        raise UserError("Train tokens on a base model spec, without +tokens=.")
+    check_base(spec)
     device = resolve_device(config.device)
+    precision = parse_precision(config.precision, PRECISIONS, device, auto="bf16")
     pool = load_pool(config.pool, config.data_root)  # pool problems surface before the model loads
-    base = load_model(config.model, config.weights, str(device))
+    base = load_base(spec, str(device))
     buckets = parse_buckets(config.buckets, base.image_size)
     plan = BatchPlan(len(pool), pool.groups, config.batch_size, config.group_size, config.seed)
     model = wrap(base, config.variant, config.first_block, config.prompts, config.init_std, config.seed)
@@ -232,7 +220,7 @@ def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | Non
             views, sizes = views[keep].to(device, non_blocking=True), sizes[keep]
             batch, count = views.shape[0], views.shape[1]
             pixels = views.float().div_(255)
-            with _autocast(device, config.precision):
+            with autocast(device, precision):
                 with torch.no_grad(), model.tokens_off():
                     teacher = model.encode_image(pixels[:, 0])
                 # One student pass over every view: (V * B, 3, n, n), view-major.
