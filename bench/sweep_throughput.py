@@ -28,10 +28,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from lr0fm import load_model  # noqa: E402
 from lr0fm.data import load_dataset  # noqa: E402
-from lr0fm.degrade import ViewMaker, parse_resolutions, to_rgb  # noqa: E402
-from lr0fm.models import load_model  # noqa: E402
-from lr0fm.runner import EvalConfig, evaluate_cell  # noqa: E402
+from lr0fm.degrade import ViewMaker, to_rgb  # noqa: E402
+from lr0fm.execute import run_unit  # noqa: E402
+from lr0fm.models import parse_spec  # noqa: E402
+from lr0fm.plan import EvalConfig, WorkUnit  # noqa: E402
+from lr0fm.resolution import default_sweep  # noqa: E402
 from lr0fm.store import ResultStore  # noqa: E402
 
 
@@ -67,14 +70,15 @@ def forward_only_seconds(model, dataset, resolutions, protocol: str, batch_size:
 def bench(spec: str, dataset_name: str, limit: int, batch_size: int, workers: int, weights: str | None = None) -> dict:
     model = load_model(spec, weights)
     dataset = load_dataset(dataset_name).limit(limit)
-    resolutions = parse_resolutions(None, model.image_size, model.default_resolutions)
+    resolutions = default_sweep(model.image_size)
     config = EvalConfig(batch_size=batch_size, workers=workers, protocol="canonical")
+    unit = WorkUnit(parse_spec(spec, weights), dataset.name, resolutions, 0, len(dataset))
     with tempfile.TemporaryDirectory() as tmp:
         config.db = Path(tmp) / "bench.sqlite"
         with ResultStore(config.db) as store:
             model.fingerprint()  # hashed once per load in real runs too; keep it out of the timing
             start = time.perf_counter()
-            evaluate_cell(store, model, dataset, config, torch.device("cpu"), [str(r) for r in resolutions])
+            run_unit(store, model, dataset, unit, resolutions, config, torch.device("cpu"))
             sweep = time.perf_counter() - start
     forward = forward_only_seconds(model, dataset, resolutions, "canonical", batch_size)
     return {

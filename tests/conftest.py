@@ -87,6 +87,39 @@ def colour_model():
     return ColourModel
 
 
+@pytest.fixture
+def fake(monkeypatch):
+    """A "fake" backend in the backend table: `fake(model)` makes `model.spec` ("fake:NAME") loadable.
+
+    Loading returns the registered object itself, so a test can count its calls; an unregistered fake spec
+    fails the backend's check like an unknown architecture."""
+    from lr0fm.errors import UserError
+    from lr0fm.models.backends import BACKENDS, Backend
+
+    models = {}
+
+    def check(spec):
+        if f"fake:{spec.name}" not in models:
+            raise UserError(f"Unknown fake model {spec.name!r}; register it first.")
+
+    monkeypatch.setitem(BACKENDS, "fake", Backend("fake", "test models with known answers",
+                                                   lambda spec: models[f"fake:{spec.name}"], check))
+
+    def register(model):
+        models[model.spec] = model
+        return model
+
+    return register
+
+
+def evaluation(config):
+    """(rows, outcomes) of one evaluation through the public entry point."""
+    from lr0fm.api import run_evaluation
+
+    result = run_evaluation(config)
+    return result.rows, result.outcomes
+
+
 def write_folder(root: Path, images: dict, templates=("a photo of a {}.", "{} in a picture.")) -> Path:
     """root/<class>/<i>.png of solid grey levels; images maps class name -> list of levels."""
     for name, levels in images.items():

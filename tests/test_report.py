@@ -355,18 +355,16 @@ def test_same_spec_with_two_weights_is_two_models_and_older_runs_are_superseded(
     assert any("superseded" in note for note in collected.notes)
 
 
-def test_report_from_a_real_evaluation(tmp_path, monkeypatch, colour_model, make_folder):
-    """The runner stores class names in the provenance; the report uses them and matches the stored top-1."""
-    from lr0fm import runner
-    from lr0fm.runner import EvalConfig
+def test_report_from_a_real_evaluation(tmp_path, fake, colour_model, make_folder):
+    """An evaluation stores class names in the provenance; the report uses them and matches the stored top-1."""
+    from conftest import evaluation
+    from lr0fm.plan import EvalConfig
 
-    model = colour_model()
-    monkeypatch.setattr(runner, "load_model", lambda spec, weights=None, device="cpu": model)
-    monkeypatch.setattr(runner, "check_spec", lambda spec: None)
+    model = fake(colour_model())
     root = make_folder(tmp_path / "greys", {"alpha": [10, 30, 60], "bravo": [40, 70], "charlie": [90, 120],
                                             "delta": [150], "echo": [200], "foxtrot": [245, 250]})
     db = tmp_path / "results.sqlite"
-    rows, _ = runner.run(EvalConfig(models=["fake:colours"], datasets=[f"folder:{root}"], resolutions="native,16,8",
+    rows, _ = evaluation(EvalConfig(models=["fake:colours"], datasets=[f"folder:{root}"], resolutions="native,16,8",
                                     db=db, workers=0, batch_size=4, device="cpu"))
     result = build_report(db, tmp_path / "out", ["csv"], resamples=50)
     stored = {r["resolution"]: r["top1"] for r in rows}

@@ -1,4 +1,4 @@
-"""The grid runner end to end: result rows, stored predictions, resume, reuse, bad input, bad images."""
+"""Planning and executing the grid end to end: result rows, stored predictions, resume, reuse, bad input, bad images."""
 
 import os
 
@@ -18,40 +18,17 @@ import torch.nn.functional as F
 from PIL import Image
 
 import lr0fm
-from lr0fm import runner
+from conftest import evaluation
 from lr0fm.errors import UserError
-from lr0fm.runner import EvalConfig
+from lr0fm.plan import EvalConfig
 from lr0fm.store import ResultStore
 
 TEMPLATES = ("a photo of a {}.", "{} in a picture.")
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    """Register fake models under their spec; other specs go to the real loader and checks."""
-    models = {}
-    real_load, real_check = runner.load_model, runner.check_spec
-
-    def load(spec, weights=None, device="cpu"):
-        return models[spec] if spec in models else real_load(spec, weights, device)
-
-    def check(spec):
-        if spec not in models:
-            real_check(spec)
-
-    monkeypatch.setattr(runner, "load_model", load)
-    monkeypatch.setattr(runner, "check_spec", check)
-
-    def register(model):
-        models[model.spec] = model
-        return model
-
-    return register
-
-
 def run(db, models=("fake:colours",), datasets=(), **options):
     options = {"resolutions": "native,16,8", "batch_size": 2, "workers": 0, "device": "cpu", **options}
-    return runner.run(EvalConfig(models=list(models), datasets=list(datasets), db=db, **options))
+    return evaluation(EvalConfig(models=list(models), datasets=list(datasets), db=db, **options))
 
 
 def random_levels_folder(root, classnames, count, seed=0):
@@ -356,7 +333,9 @@ def test_unreadable_images_are_skipped_and_odd_ones_decode(tmp_path, fake, colou
             _, _, ok = store.predictions(rows[0]["run_id"], resolution)
             skipped = {Path(dataset.describe(i)).name for i in np.flatnonzero(~ok)}
             assert skipped == bad
-    lines = runner.summarize_skips(rows, outcomes)
+    from lr0fm.execute import EvalResult
+
+    lines = EvalResult(rows=rows, outcomes=outcomes).unreadable_lines()
     assert len(lines) == 1 and "4 unreadable image(s)" in lines[0]
 
 
@@ -430,7 +409,8 @@ KILLED_RUN = textwrap.dedent("""
     import open_clip
     open_clip.add_model_config(sys.argv[1])
     from lr0fm.models.openclip_backend import OpenClipModel
-    from lr0fm.runner import EvalConfig, run
+    from lr0fm.api import run_evaluation as run
+    from lr0fm.plan import EvalConfig
 
     calls = 0
     encode = OpenClipModel.encode_image

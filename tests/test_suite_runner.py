@@ -5,6 +5,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -15,13 +16,14 @@ import torch
 from typer.testing import CliRunner
 
 import lr0fm
-from lr0fm import cli, reference, runner
+from lr0fm import cli, loader, reference
+from lr0fm.api import run_evaluation
 from lr0fm.data.lr0fm_suite import SUITE
 from lr0fm.errors import UserError
 from lr0fm.models import registry
 from lr0fm.store import ResultStore
-from lr0fm.suites import SUITES, expand_models, run_batch
-from lr0fm.runner import EvalConfig
+from lr0fm.plan import EvalConfig, plan
+from lr0fm.suites import SUITES
 
 from suite_fixtures import BUILDERS, build_suite
 
@@ -159,14 +161,14 @@ def test_suite_runs_the_paper_grid_resumes_and_keeps_going(tmp_path, suite_model
 def test_stored_cells_are_found_without_loading_the_model(tmp_path, suite_model, data_root, monkeypatch):
     """A model with hub weights (no --weights) is not loaded at all when its cells are stored."""
     name, weights = suite_model
-    real_load = runner.load_model
+    real_load = loader.load
     loads = []
 
-    def load_with_hub_weights(spec, weights_file=None, device="cpu"):
-        loads.append(spec)
-        return real_load(spec, str(weights), device)
+    def load_with_hub_weights(spec, device="cpu"):
+        loads.append(str(spec))
+        return real_load(dataclasses.replace(spec, weights=str(weights)), device)
 
-    monkeypatch.setattr(runner, "load_model", load_with_hub_weights)
+    monkeypatch.setattr(loader, "load", load_with_hub_weights)
     db = tmp_path / "results.sqlite"
     args = suite_args(data_root, db, "--model", name, "--dataset", "eurosat", "--dataset", "dtd")
     first = invoke(cli.app, args)
@@ -178,7 +180,7 @@ def test_stored_cells_are_found_without_loading_the_model(tmp_path, suite_model,
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded although its cells are stored")
 
-    monkeypatch.setattr(runner, "load_model", no_load)
+    monkeypatch.setattr(loader, "load", no_load)
     again = invoke(cli.app, args)
     assert again.exit_code == 0, again.output
     assert "0 cell(s) computed, 10 reused" in again.stderr and f"{name} · eurosat: already stored" in again.stderr
@@ -203,19 +205,21 @@ def test_model_all_plans_every_supported_model(tmp_path, data_root, monkeypatch)
     """Nothing real loads: every supported registry model is tried, every unsupported one is listed."""
     tried = []
 
-    def unavailable(spec, weights=None, device="cpu"):
-        tried.append(spec)
+    def unavailable(spec, device="cpu"):
+        tried.append(str(spec))
         raise UserError(f"{spec} could not be loaded: its files are not in the local cache.")
 
-    monkeypatch.setattr(runner, "load_model", unavailable)
+    monkeypatch.setattr(loader, "load", unavailable)
     supported = {e.name for e in registry.entries() if e.supported}
     unsupported = {e.name for e in registry.entries() if not e.supported}
     assert len(supported) + len(unsupported) >= 66 and len(unsupported) == 12
 
-    planned, skipped, not_planned = expand_models(["all"])
-    assert set(planned) == supported and not skipped and {s.model for s in not_planned} == unsupported
-
     db = tmp_path / "results.sqlite"
+    work = plan(EvalConfig(models=["all"], suite="lr0fm", datasets=["eurosat"], data_root=str(data_root), db=db))
+    assert [str(m) for m in work.models] == [e.name for e in registry.entries() if e.supported]
+    assert not work.skipped and {s.model for s in work.not_planned} == unsupported
+    assert len(work.units) == len(supported) and not tried
+
     done = invoke(cli.app, suite_args(data_root, db, "--model", "all", "--dataset", "eurosat"))
     assert done.exit_code == 1, done.output
     assert set(tried) == supported and len(tried) == len(supported)
@@ -233,8 +237,8 @@ def test_model_all_plans_every_supported_model(tmp_path, data_root, monkeypatch)
 
 
 def test_named_unsupported_model_is_skipped_in_a_suite(tmp_path, data_root):
-    result = run_batch(EvalConfig(models=["albef-4m"], suite="lr0fm", data_root=str(data_root),
-                                  db=tmp_path / "r.sqlite", device="cpu"))
+    result = run_evaluation(EvalConfig(models=["albef-4m"], suite="lr0fm", data_root=str(data_root),
+                                       db=tmp_path / "r.sqlite", device="cpu"))
     assert [(s.model, s.dataset) for s in result.skipped] == [("albef-4m", "")]
     assert "ALBEF" in result.skipped[0].reason and not result.rows
 
@@ -272,17 +276,17 @@ def test_suite_is_the_papers_grid():
 
 
 def test_list_models_by_family():
-    shown = invoke(cli.app, ["list", "models", "--family", "eva"])
+    shown = invoke(cli.app, ["list", "models", "--family", "eva", "--wide"])
     assert shown.exit_code == 0, shown.output
     eva = [e for e in registry.entries("eva")]
     assert all(e.name in shown.stdout and e.spec in shown.stdout for e in eva)
     assert "shortside" in shown.stdout and "224" in shown.stdout and "336" in shown.stdout
-    assert "siglip-b16" not in shown.stdout and "Model specs" not in shown.stdout
+    assert "siglip-b16" not in shown.stdout
 
     everything = invoke(cli.app, ["list", "models"])
     assert everything.exit_code == 0
     assert all(e.name in everything.stdout for e in registry.entries())
-    assert "no: ALBEF needs" in everything.stdout and "Model specs" in everything.stdout
+    assert "no: ALBEF needs" in everything.stdout and "lr0fm list backends" in everything.stderr
     assert "--openclip-tags" in everything.stderr
     assert "laion2b_s34b_b79k" in invoke(cli.app, ["list", "models", "--openclip-tags"]).stdout
 

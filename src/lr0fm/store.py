@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
-import uuid
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ import numpy as np
 
 from .errors import UserError
 from .metrics import accuracy_summary
+from .resolution import Resolution
 
 DEFAULT_DB = Path("lr0fm-results") / "results.sqlite"
 
@@ -108,22 +107,6 @@ class RunKey:
     dataset_fingerprint: str
     split: str
     protocol: str
-
-
-def resolution_text(resolution: str | int) -> str:
-    """Canonical stored form of a resolution: "native" or a positive integer as text ("16")."""
-    if isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool):
-        value = int(resolution)
-    else:
-        text = str(resolution).strip().lower()
-        if text == "native":
-            return "native"
-        if not text.isdigit():
-            raise ValueError(f"resolution must be 'native' or a positive integer, not {resolution!r}")
-        value = int(text)
-    if value <= 0:
-        raise ValueError(f"resolution must be 'native' or a positive integer, not {resolution!r}")
-    return str(value)
 
 
 def _now() -> str:
@@ -315,7 +298,7 @@ class ResultStore:
                 conn.execute("DELETE FROM chunks WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
                 return
-            for resolution in {resolution_text(r) for r in resolutions}:
+            for resolution in {Resolution(r) for r in resolutions}:
                 conn.execute("DELETE FROM chunks WHERE run_id = ? AND resolution = ?", (run_id, resolution))
                 conn.execute("DELETE FROM results WHERE run_id = ? AND resolution = ?", (run_id, resolution))
 
@@ -338,7 +321,7 @@ class ResultStore:
 
     def completed_prefix(self, run_id: int, resolution: str) -> int:
         """How many samples, counted from index 0 without a gap, the committed chunks cover."""
-        return self._prefix(self._segments(self._conn, run_id, resolution_text(resolution)))
+        return self._prefix(self._segments(self._conn, run_id, Resolution(resolution)))
 
     def add_chunk(self, run_id: int, start: int, labels: np.ndarray, ok: np.ndarray,
                   top5_by_resolution: dict[str, np.ndarray]) -> None:
@@ -367,7 +350,7 @@ class ResultStore:
                                  f"1 <= k <= {TOP_K}, got {top5.shape}")
             padded = np.full((n, TOP_K), -1, dtype="<i4")
             padded[:, : top5.shape[1]] = _as_int32(top5, f"top5 for resolution {resolution!r}", -1)
-            prepared[resolution_text(resolution)] = padded
+            prepared[Resolution(resolution)] = padded
         if n == 0 or not prepared:
             return
         packed_labels, packed_ok = _pack(labels), _pack(ok.astype(np.uint8))
@@ -376,7 +359,7 @@ class ResultStore:
             finished = self.finished_resolutions(run_id) & prepared.keys()
             if finished:
                 # A finished cell's metrics would silently go stale; --force must reset it first.
-                raise ValueError(f"resolutions {sorted(finished)} of run {run_id} are finished; "
+                raise ValueError(f"resolutions {sorted(map(str, finished))} of run {run_id} are finished; "
                                  f"reset_run them before adding predictions")
             for resolution, top5 in prepared.items():
                 self._trim(conn, run_id, resolution, start, stop)
@@ -441,7 +424,7 @@ class ResultStore:
 
         For a finished cell that is every sample; unreadable samples are included with ok False.
         """
-        labels, top5, ok, _ = self._read_cell(self._conn, run_id, resolution_text(resolution))
+        labels, top5, ok, _ = self._read_cell(self._conn, run_id, Resolution(resolution))
         return labels, top5, ok
 
     # results -----------------------------------------------------------------------------------------
@@ -452,7 +435,7 @@ class ResultStore:
 
         `n_samples`, when given, must equal the number of stored samples (guards against a short run).
         """
-        resolution = resolution_text(resolution)
+        resolution = Resolution(resolution)
         with self._write() as conn:
             self._require_run(conn, run_id)
             labels, top5, ok, gap = self._read_cell(conn, run_id, resolution)
@@ -480,7 +463,7 @@ class ResultStore:
 
     def result(self, run_id: int, resolution: str) -> dict | None:
         """The full results row of one cell (with per-class recall and provenance), or None."""
-        return self._result(self._conn, run_id, resolution_text(resolution))
+        return self._result(self._conn, run_id, Resolution(resolution))
 
     @staticmethod
     def _result(conn: sqlite3.Connection, run_id: int, resolution: str) -> dict | None:
@@ -511,47 +494,74 @@ class ResultStore:
             for c in RESULT_COLUMNS
         )
         sql = (f"SELECT {select} FROM results JOIN runs ON runs.id = results.run_id "
-               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-               "ORDER BY runs.model_spec, runs.dataset, runs.protocol, runs.split, runs.id, "
-               "results.resolution = 'native' DESC, CAST(results.resolution AS INTEGER) DESC")
-        return [dict(zip(RESULT_COLUMNS, row)) for row in self._conn.execute(sql, params)]
+               f"{'WHERE ' + ' AND '.join(where) if where else ''}")
+        rows = [dict(zip(RESULT_COLUMNS, row)) for row in self._conn.execute(sql, params)]
+        return sorted(rows, key=lambda r: (r["model_spec"], r["dataset"], r["protocol"], r["split"], r["run_id"],
+                                           Resolution(r["resolution"]).sort_key))
+
+    @staticmethod
+    def export_frame(rows: list[dict]):
+        """Rows of results() as a pandas DataFrame with the columns RESULT_COLUMNS and fixed dtypes."""
+        import pandas as pd  # only exports need pandas
+
+        frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+        return frame.astype({"pixels": "int64", "n": "int64", "n_skipped": "int64", "run_id": "int64",
+                             "top1": "float64", "top5": "float64", "mean_per_class_recall": "float64"})
+
+    @classmethod
+    def _write_export(cls, rows: list[dict], kind: str, target) -> None:
+        """Write `rows` as `kind` to `target`: a file path, or a text stream such as sys.stdout."""
+        is_path = isinstance(target, Path)
+        if kind == "json":
+            # Rows straight from SQLite: missing metrics are already None, i.e. JSON null.
+            text = json.dumps(rows, indent=2) + "\n"
+            if is_path:
+                target.write_text(text, encoding="utf-8")
+            else:
+                target.write(text)
+        elif kind == "csv":
+            cls.export_frame(rows).to_csv(target, index=False)
+        else:
+            try:
+                cls.export_frame(rows).to_parquet(target if is_path else target.buffer, index=False)
+            except ImportError:
+                raise UserError("Parquet export needs pyarrow; install it (pip install pyarrow) "
+                                "or export as csv or json.") from None
 
     def export(self, path: str | Path, format: str, model: str | None = None,
-               dataset: str | None = None) -> Path:
-        """Write results() as csv, json (list of records) or parquet; the file appears whole or not at all."""
+               dataset: str | None = None) -> Path | None:
+        """Write results() as csv, json (list of records) or parquet to the file `path`, or to standard
+        output when `path` is "-".
+
+        A file appears whole or not at all (`fileio.atomic_path`). Returns the file's path, or None when the
+        rows went to standard output. Parquet goes to standard output only when that is not a terminal.
+        """
+        import sys
+
+        from .fileio import atomic_path
+
         kind = str(format).lower().lstrip(".")
         if kind not in EXPORT_FORMATS:
             raise UserError(f"Unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}.")
+        if str(path) == "-":
+            if kind == "parquet" and sys.stdout.isatty():
+                raise UserError("Parquet is binary and standard output is a terminal; redirect it "
+                                "(lr0fm export -f parquet -o - > results.parquet) or pass a file to --out.")
+            self._write_export(self.results(model=model, dataset=dataset), kind, sys.stdout)
+            sys.stdout.flush()
+            return None
         path = Path(path).expanduser()
         if path.is_dir():
             raise UserError(f"The export path {path} is a directory; pass a file path such as "
                             f"{path / ('results.' + kind)}.")
-        import pandas as pd  # only exports need pandas
-
         rows = self.results(model=model, dataset=dataset)
-        frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-        frame = frame.astype({"pixels": "int64", "n": "int64", "n_skipped": "int64", "run_id": "int64",
-                              "top1": "float64", "top5": "float64", "mean_per_class_recall": "float64"})
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UserError(f"Cannot create the folder for {path} ({error}); pass a writable path.") from None
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
-            if kind == "csv":
-                frame.to_csv(tmp, index=False)
-            elif kind == "json":
-                # Rows straight from SQLite: missing metrics are already None, i.e. JSON null.
-                tmp.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-            else:
-                try:
-                    frame.to_parquet(tmp, index=False)
-                except ImportError:
-                    raise UserError("Parquet export needs pyarrow; install it (pip install pyarrow) "
-                                    "or export as csv or json.") from None
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                self._write_export(rows, kind, tmp)
         except OSError as error:
             raise UserError(f"Cannot write {path} ({error}); pass a writable path.") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         return path

@@ -1,4 +1,4 @@
-"""What every dataset gives the runner: images by index, labels, class names and prompt templates."""
+"""What every dataset gives the executor: images by index, labels, class names and prompt templates."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class ZeroShotDataset(ABC):
 
     @abstractmethod
     def load_image(self, index: int) -> Image.Image:
-        """Decode image `index`; may raise on a corrupt file (the runner counts and skips it)."""
+        """Decode image `index`; may raise on a corrupt file (the executor counts and skips it)."""
 
     def limit(self, count: int | None) -> "ZeroShotDataset":
         """Keep only the first `count` images (a quick look at a big split); changes the fingerprint."""

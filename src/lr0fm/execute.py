@@ -1,0 +1,360 @@
+"""Executors: run a Plan's work units into the results store.
+
+An `Executor` turns a `plan.Plan` into an `EvalResult`. `LocalExecutor` runs in this process, model by
+model: it loads each model once, builds its text classifier once (cached on disk), and for each unit
+streams the images of its range through DataLoader workers that decode each image once and make all its
+views together (`degrade.ViewMaker`). `predict_range` is the compute of one range and touches no store, so
+an executor for many machines can run it on its workers and leave the writing to one process. Predictions
+are committed in whole chunks, so a killed run resumes from the last chunk and never duplicates a row.
+
+Error policy (`plan.policy`): `stop` raises the first UserError; `skip` records it as a `Skip` and goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.markup import escape, render
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import __version__, loader
+from .data import ZeroShotDataset
+from .data.base import text_hash
+from .degrade import ViewMaker, to_rgb
+from .device import autocast, resolve_device
+from .errors import UserError
+from .models import ZeroShotModel
+from .plan import EVERY, CellOutcome, EvalConfig, Plan, Skip, WorkUnit
+from .resolution import Resolution
+from .store import ResultStore, RunKey
+from .suites import Suite
+from .zeroshot import cached_classifier, logits, top_k
+
+log = logging.getLogger("lr0fm.execute")
+
+
+@dataclass
+class EvalResult:
+    """What one evaluation did: the stored rows of every requested cell, per-cell outcomes, and skips.
+
+    Attributes:
+        rows: the results rows (`ResultStore.results()`) of every cell computed or reused.
+        outcomes: one CellOutcome per (model, dataset) that ran or was already stored.
+        skipped: planned cells that could not run, with the reason (policy skip only).
+        not_planned: unsupported registry models left out of `all`.
+        models, datasets: the planned grid, in order; suite: the suite, if one was run.
+        batch: True for a suite or `all` (policy skip); db: the results database.
+    """
+
+    rows: list[dict] = field(default_factory=list)
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    not_planned: list[Skip] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    suite: Suite | None = None
+    batch: bool = False
+    db: Path = Path()
+
+    @property
+    def computed(self) -> int:
+        """Cells (model, dataset, resolution) computed by this run."""
+        return sum(len(o.computed) for o in self.outcomes)
+
+    @property
+    def reused(self) -> int:
+        """Cells found finished in the database."""
+        return sum(len(o.reused) for o in self.outcomes)
+
+    def unreadable_lines(self) -> list[str]:
+        """One line per run that skipped unreadable images (counted in the store, examples from this pass)."""
+        examples = {o.run_id: o.skipped_images for o in self.outcomes}
+        skipped: dict[int, tuple[str, str, int]] = {}
+        for row in self.rows:
+            if row["n_skipped"]:
+                skipped[row["run_id"]] = (row["model_spec"], row["dataset"], row["n_skipped"])
+        lines = []
+        for run_id, (model, dataset, count) in skipped.items():
+            seen = examples.get(run_id) or []
+            example = f" (e.g. {', '.join(seen[:3])})" if seen else ""
+            lines.append(f"{model} · {dataset}: {count} unreadable image(s) skipped and counted{example}")
+        return lines
+
+    def skip_rows(self) -> list[tuple[str, str, str]]:
+        """(models, datasets, reason) for the end-of-run table; left-out unsupported models grouped by reason."""
+        lines = [(s.model or "all models", s.dataset or "all datasets", s.reason) for s in self.skipped]
+        by_reason: dict[str, list[str]] = {}
+        for s in self.not_planned:
+            by_reason.setdefault(s.reason, []).append(s.model)
+        lines += [(", ".join(names), "not planned", f"unsupported: {reason}") for reason, names in by_reason.items()]
+        return lines
+
+
+class Executor(ABC):
+    """Runs a plan. Implementations decide where images are decoded and models run; the planner and the
+    store stay as they are."""
+
+    @abstractmethod
+    def run(self, work: Plan, console: Console | None = None) -> EvalResult:
+        """Execute every unit of `work` (rich progress on `console`, if given) and return what was done."""
+
+
+@dataclass
+class Chunk:
+    """Predictions of images [start, start + len(labels)) at every resolution of a range."""
+
+    start: int
+    labels: np.ndarray
+    ok: np.ndarray
+    top5: dict[str, np.ndarray]
+    unreadable: list[str]
+
+
+class _Views(torch.utils.data.Dataset):
+    """Samples [start, stop) of a dataset as (index, label, ok, views uint8 (V, 3, n, n))."""
+
+    def __init__(self, dataset: ZeroShotDataset, maker: ViewMaker, start: int, stop: int):
+        self.dataset, self.maker, self.start, self.stop = dataset, maker, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, position: int):
+        index = self.start + position
+        try:
+            views = self.maker(to_rgb(self.dataset.load_image(index)))
+            ok = True
+        except Exception:  # corrupt, truncated or unreadable file: counted and skipped, never fatal
+            native = self.maker.native
+            views = torch.zeros(len(self.maker.resolutions), 3, native, native, dtype=torch.uint8)
+            ok = False
+        return index, self.dataset.labels[index], ok, views
+
+
+def predict_range(model: ZeroShotModel, dataset: ZeroShotDataset, classifier: torch.Tensor,
+                  resolutions: tuple[Resolution, ...], start: int, stop: int, config: EvalConfig,
+                  device: torch.device, advance: Callable[[int], None] = lambda n: None) -> Iterator[Chunk]:
+    """Top-5 predictions of images [start, stop) at every resolution, in chunks of `config.chunk_size`.
+
+    Each image is decoded once and all its views are made together in `config.workers` DataLoader workers;
+    `classifier` is the model's text classifier on `device`. Writes nothing.
+    """
+    maker = ViewMaker(config.protocol, model.image_size, resolutions, model.family)
+    images = torch.utils.data.DataLoader(
+        _Views(dataset, maker, start, stop), batch_size=config.batch_size, num_workers=config.workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+    )
+    parts: dict[str, list] = {"index": [], "label": [], "ok": [], **{r: [] for r in resolutions}}
+    unreadable: list[str] = []
+
+    def chunk() -> Chunk:
+        done = Chunk(int(parts["index"][0][0]), np.concatenate(parts["label"]), np.concatenate(parts["ok"]),
+                     {r: np.concatenate(parts[r]) for r in resolutions}, list(unreadable))
+        for values in parts.values():
+            values.clear()
+        unreadable.clear()
+        return done
+
+    with torch.inference_mode(), autocast(device, config.precision):
+        for indices, labels, ok, views in images:
+            views = views.to(device, non_blocking=True)
+            for position, resolution in enumerate(resolutions):
+                pixels = views[:, position].float().div_(255)
+                if model.accepts_source_resolution:  # e.g. resolution-conditioned LR-TK0 tokens
+                    embeddings = model.encode_image(pixels, source_resolution=resolution.side(model.image_size))
+                else:
+                    embeddings = model.encode_image(pixels)
+                parts[resolution].append(top_k(logits(model, embeddings, classifier), 5).cpu().numpy().astype(np.int32))
+            parts["index"].append(indices.numpy())
+            parts["label"].append(labels.numpy())
+            parts["ok"].append(ok.numpy())
+            unreadable.extend(dataset.describe(int(i)) for i, good in zip(indices, ok) if not good)
+            if sum(len(x) for x in parts["index"]) >= config.chunk_size:
+                yield chunk()
+            advance(len(indices))
+        if parts["index"]:
+            yield chunk()
+
+
+def provenance(model: ZeroShotModel, dataset: ZeroShotDataset, config: EvalConfig, device: torch.device) -> dict:
+    """The run record: what was evaluated, how, and with which library versions."""
+    import open_clip
+    import transformers
+
+    return {
+        "model_spec": model.spec,
+        "weights_file": str(Path(config.weights).resolve()) if config.weights else None,
+        "model_fingerprint": model.fingerprint(),
+        "family": model.family,
+        "native_pixels": model.image_size,
+        "mean": list(model.image.mean),
+        "std": list(model.image.std),
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "root": dataset.root,
+        "n_images": len(dataset),
+        "limit": config.limit,
+        "classnames_hash": text_hash(dataset.classnames),
+        "classnames": list(dataset.classnames),
+        "templates_hash": text_hash(dataset.templates),
+        "n_classes": len(dataset.classnames),
+        "n_templates": len(dataset.templates),
+        "protocol": config.protocol,
+        "device": str(device),
+        "precision": config.precision,
+        "batch_size": config.batch_size,
+        "seed": 0,
+        "versions": {
+            "lr0fm": __version__,
+            "torch": torch.__version__,
+            "open_clip": open_clip.__version__,
+            "transformers": transformers.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def run_unit(store: ResultStore, model: ZeroShotModel, dataset: ZeroShotDataset, unit: WorkUnit,
+             resolutions: tuple[Resolution, ...], config: EvalConfig, device: torch.device,
+             progress: Progress | None = None) -> CellOutcome:
+    """Evaluate one unit in this process, resuming from what the store holds for these weights, and finish
+    its cells when the unit covers the whole dataset."""
+    key = RunKey(model.spec, model.fingerprint(), dataset.name, dataset.fingerprint(), dataset.split, config.protocol)
+    run_id = store.run_id(key, provenance(model, dataset, config, device))
+    outcome = CellOutcome(model.spec, dataset.name, run_id, list(resolutions))
+    if config.force:
+        store.reset_run(run_id, list(resolutions))
+    finished = store.finished_resolutions(run_id)
+    pending = tuple(r for r in resolutions if r not in finished)
+    outcome.reused = [r for r in resolutions if r in finished]
+    if not pending:
+        return outcome
+
+    classifier = cached_classifier(model, dataset.classnames, dataset.templates,
+                                   Path(config.db).parent / "cache" / "classifiers").to(device)
+    start = max(unit.start, min(store.completed_prefix(run_id, r) for r in pending))
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"{model.spec} · {dataset.name}", total=unit.stop - unit.start,
+                                 completed=start - unit.start)
+    advance = (lambda n: progress.advance(task, n)) if task is not None else (lambda n: None)
+    for chunk in predict_range(model, dataset, classifier, pending, start, unit.stop, config, device, advance):
+        store.add_chunk(run_id, chunk.start, chunk.labels, chunk.ok, chunk.top5)
+        outcome.skipped_images.extend(chunk.unreadable)
+    if unit.start == 0 and unit.stop == len(dataset):
+        for resolution in pending:
+            store.finish_resolution(run_id, resolution, len(dataset.classnames), resolution.side(model.image_size))
+    outcome.computed = list(pending)
+    if task is not None:
+        progress.update(task, completed=unit.stop - unit.start)
+    return outcome
+
+
+class LocalExecutor(Executor):
+    """Runs a plan in this process on one device, model by model."""
+
+    def run(self, work: Plan, console: Console | None = None) -> EvalResult:
+        config = work.config
+        device = resolve_device(config.device)
+        result = EvalResult(skipped=list(work.skipped), not_planned=list(work.not_planned),
+                            models=[str(m) for m in work.models], datasets=list(work.dataset_names), suite=work.suite,
+                            batch=work.batch, db=Path(config.db))
+        if not work.models:  # only unsupported models were named
+            return result
+        torch.manual_seed(0)
+        store: ResultStore | None = None
+        try:
+            with _progress(console) as progress:
+                lines = _BatchLines(work, progress) if work.batch else None
+                for spec, stored, units in work.by_model():
+                    for cell in stored:
+                        result.outcomes.append(cell)
+                        if lines:
+                            lines.say(f"{lines.step()} {escape(cell.model)} · {escape(cell.dataset)}: already stored")
+                    if not units:
+                        continue
+                    try:
+                        model = loader.load(spec, str(device))
+                        resolutions, dropped = work.resolutions_for(model.image_size)
+                    except UserError as error:
+                        if lines is None:
+                            raise
+                        every = len(units) == len(work.datasets)
+                        result.skipped.append(Skip(str(spec), EVERY if every else ", ".join(u.dataset for u in units),
+                                                   str(error)))
+                        lines.say(f"{lines.step(len(units))} {escape(str(spec))}: [yellow]skipped[/yellow] (see the end)")
+                        continue
+                    if dropped:
+                        result.skipped.append(Skip(str(spec), EVERY, f"{', '.join(dropped)} px "
+                                                   f"{'is' if len(dropped) == 1 else 'are'} not below its native "
+                                                   f"{model.image_size} px, so those cells stay empty"))
+                    for unit in units:
+                        store = store or ResultStore(config.db)
+                        try:
+                            outcome = run_unit(store, model, work.datasets[unit.dataset], unit, resolutions, config,
+                                               device, progress)
+                        except UserError as error:
+                            if lines is None:
+                                raise
+                            result.skipped.append(Skip(str(spec), unit.dataset, str(error)))
+                            lines.say(f"{lines.step()} {escape(str(spec))} · {escape(unit.dataset)}: "
+                                      "[yellow]skipped[/yellow] (see the end)")
+                            continue
+                        result.outcomes.append(outcome)
+                        if lines:
+                            again = f", {len(outcome.reused)} already stored" if outcome.reused else ""
+                            lines.say(f"{lines.step()} {escape(str(spec))} · {escape(unit.dataset)}: "
+                                      f"{len(outcome.computed)} computed{again}")
+                    del model  # freed before the next model loads
+            store = store or (ResultStore(config.db) if Path(config.db).is_file() else None)
+            if store is not None:
+                wanted = {(o.run_id, r) for o in result.outcomes for r in o.resolutions}
+                result.rows = [row for row in store.results() if (row["run_id"], row["resolution"]) in wanted]
+        finally:
+            if store is not None:
+                store.close()
+        return result
+
+
+class _BatchLines:
+    """The one line per (model, dataset) of a batch: "[3/15] model · dataset: 5 computed"."""
+
+    def __init__(self, work: Plan, progress: Progress | None):
+        self.total = len(work.models) * len(work.datasets)
+        self.done = 0
+        if progress is not None:
+            self.say: Callable[[str], None] = progress.console.print
+        else:  # no console (the Python API): plain text to the log
+            self.say = lambda line: log.info(render(line).plain)
+        suite = work.suite
+        grid = ",".join(suite.resolutions) if suite else "resolutions as given"
+        title = f"Suite {suite.name}" if suite else "Batch"
+        missing = len(work.dataset_names) - len(work.datasets)
+        self.say(f"{title}: {len(work.models)} model(s) × {len(work.datasets)} dataset(s) = {self.total} cell(s) at "
+                 f"{grid}, {work.config.protocol} protocol"
+                 + (f"; {missing} dataset(s) missing, listed at the end" if missing else ""))
+
+    def step(self, count: int = 1) -> str:
+        first, self.done = self.done + 1, self.done + count
+        width = len(str(self.total))
+        return f"[{first:>{width}}/{self.total}]" if count == 1 else f"[{first}-{self.done}/{self.total}]"
+
+
+def _progress(console: Console | None) -> Progress | contextlib.nullcontext:
+    if console is None:
+        return contextlib.nullcontext()
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+
+__all__ = ["Chunk", "EvalResult", "Executor", "LocalExecutor", "predict_range", "provenance", "run_unit"]
