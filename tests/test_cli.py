@@ -4,6 +4,8 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -118,17 +120,99 @@ def test_show_missing_db_exits_2(tmp_path, monkeypatch, capsys):
 def test_list(monkeypatch):
     models = invoke(cli.app, ["list", "models"])
     assert models.exit_code == 0
-    for name in ("openclip", "hf", "lr0fm-tiny", "eva02-b16"):
-        assert name in models.stdout
+    assert "eva02-b16" in models.stdout and "list backends" in models.stderr
+    backends = invoke(cli.app, ["list", "backends"])
+    for name in ("openclip", "hf", "lr0fm-tiny"):
+        assert name in backends.stdout
     tags = invoke(cli.app, ["list", "models", "--openclip-tags"])
     for name in ("ViT-B-32", "laion2b_s34b_b79k"):
         assert name in tags.stdout
     datasets = invoke(cli.app, ["list", "datasets"])
     assert "fashion_mnist" in datasets.stdout and "folder:PATH" in datasets.stdout
     protocols = invoke(cli.app, ["list", "protocols"])
-    for name in ("canonical", "paper", "siglip", "stretch", "shortside"):
-        assert name in protocols.stdout
+    assert "canonical" in protocols.stdout and "paper" in protocols.stdout
+    pipelines = invoke(cli.app, ["list", "pipelines"])
+    for name in ("siglip", "stretch", "shortside"):
+        assert name in pipelines.stdout
     assert invoke(cli.app, ["list", "checkpoints"]).exit_code == 2  # click's own usage error
+
+
+def lines_of(result) -> list[str]:
+    return (result.stdout + result.stderr).splitlines()
+
+
+def test_list_models_fits_an_80_column_terminal():
+    shown = invoke(cli.app, ["list", "models"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    lines = lines_of(shown)
+    assert len(lines) <= 90 and max(map(len, lines)) <= 80
+    assert "no [1]" in shown.stdout and "[1]  no: ALBEF needs" in shown.stdout  # each reason once, below the table
+    assert shown.stdout.count("ALBEF needs") == 1
+    wide = invoke(cli.app, ["list", "models", "--wide"], env={"COLUMNS": "200"})
+    assert wide.exit_code == 0 and "openclip:EVA02-B-16/merged2b_s8b_b131k" in wide.stdout
+
+
+def test_list_models_fits_80_columns_in_a_real_terminal_width():
+    done = subprocess.run([*lr0fm_command(), "list", "models"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) <= 90 and max(map(len, lines)) <= 80
+    assert len(lines) + len(done.stderr.splitlines()) <= 90
+
+
+def test_list_datasets_fits_80_columns():
+    shown = invoke(cli.app, ["list", "datasets"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    assert max(map(len, lines_of(shown))) <= 80
+    assert "ROOT/eurosat/2750/<Class>/<Class>_N.jpg" in shown.stdout
+
+
+def test_list_models_as_csv_and_json():
+    from lr0fm.models import registry
+
+    shown = invoke(cli.app, ["list", "models", "--format", "csv"])
+    assert shown.exit_code == 0, shown.output
+    rows = list(csv.DictReader(io.StringIO(shown.stdout)))
+    paper = [row for row in rows if row["paper_name"]]
+    assert len(paper) == 66 and {row["name"] for row in paper} == set(registry.PAPER_MODELS)
+    assert {"name", "family", "spec", "native", "pipeline", "supported", "reason"} <= set(rows[0])
+    assert "┃" not in shown.stdout and "[" not in shown.stdout.splitlines()[0]
+    as_json = invoke(cli.app, ["list", "models", "-f", "json", "--family", "eva"])
+    assert as_json.exit_code == 0, as_json.output
+    records = json.loads(as_json.stdout)
+    assert records and {row["family"] for row in records} == {"eva"}
+    datasets = json.loads(invoke(cli.app, ["list", "datasets", "--format", "json"]).stdout)
+    assert {row["name"] for row in datasets if row["suite"]} >= {"imagenet", "eurosat"}
+    suites = list(csv.DictReader(io.StringIO(invoke(cli.app, ["list", "suites", "-f", "csv"]).stdout)))
+    assert suites[0]["name"] == "lr0fm" and suites[0]["resolutions"] == "native,128,64,32,16"
+
+
+def test_list_unknown_format_exits_2(monkeypatch, capsys):
+    code, out, err = run_main(monkeypatch, capsys, "list", "models", "--format", "xml")
+    assert code == 2 and out == ""
+    assert err == "error: Unknown list format 'xml'; use one of: table, csv, json.\n"
+
+
+def test_export_to_stdout_equals_the_file(evaluated, tmp_path):
+    _, _, db, _ = evaluated
+    out = tmp_path / "results.csv"
+    assert invoke(cli.app, ["export", "--out", str(out), "--db", str(db)]).exit_code == 0
+    piped = invoke(cli.app, ["export", "--out", "-", "--db", str(db)])
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == out.read_text() and piped.stderr == ""
+    as_json = invoke(cli.app, ["export", "-f", "json", "-o", "-", "--db", str(db)])
+    assert [row["resolution"] for row in json.loads(as_json.stdout)] == ["native", "16", "8"]
+    parquet = invoke(cli.app, ["export", "-f", "parquet", "-o", "-", "--db", str(db)])
+    assert parquet.exit_code == 0 and len(pd.read_parquet(io.BytesIO(parquet.stdout_bytes))) == 3
+
+
+def test_export_parquet_to_a_terminal_exits_2(evaluated, monkeypatch, capsys):
+    _, _, db, _ = evaluated
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, err = run_main(monkeypatch, capsys, "export", "-f", "parquet", "-o", "-", "--db", str(db))
+    assert code == 2 and out == ""
+    assert err.startswith("error: Parquet is binary") and err.count("\n") == 1
 
 
 def test_every_verb_has_an_example():

@@ -1,4 +1,7 @@
-"""The `lr0fm` command: a thin skin over lr0fm's Python API."""
+"""The `lr0fm` command: each verb parses its options, calls `lr0fm.api` and prints what `lr0fm.present` builds.
+
+The API is imported inside each verb, so `lr0fm --help` and usage errors do not load torch.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.table import Table
 
+from . import present
 from .errors import UserError
 from .store import DEFAULT_DB, EXPORT_FORMATS
 
@@ -29,37 +32,12 @@ err_console = Console(stderr=True)
 DB_OPTION = typer.Option(DEFAULT_DB, "--db", help="Results database (SQLite).")
 
 
-def _percent(value) -> str:
-    return "–" if value is None or value != value else f"{100 * value:.2f}"
-
-
-def results_tables(rows: list[dict]) -> list[Table]:
-    """One table per run (model · dataset · split · protocol), one row per resolution.
-
-    γ is the relative robustness: top-1 at that resolution / top-1 at native resolution of the same run.
-    """
-    runs: dict[int, list[dict]] = {}
-    for row in rows:
-        runs.setdefault(row["run_id"], []).append(row)
-    tables = []
-    for run_rows in runs.values():
-        first = run_rows[0]
-        table = Table(
-            title=f"{first['model_spec']} · {first['dataset']} ({first['split']}) · {first['protocol']} protocol",
-            header_style="bold", title_justify="left",
-        )
-        for column in ("Resolution", "Top-1 %", "Top-5 %", "Mean recall %", "γ", "Images", "Skipped"):
-            table.add_column(column, justify="right")
-        native = next((r["top1"] for r in run_rows if r["resolution"] == "native"), None)
-        for row in run_rows:
-            gamma = "–" if not native or row["top1"] is None else f"{row['top1'] / native:.3f}"
-            resolution = f"native {row['pixels']} px" if row["resolution"] == "native" else f"{row['resolution']} px"
-            table.add_row(
-                resolution, _percent(row["top1"]), _percent(row["top5"]), _percent(row["mean_per_class_recall"]),
-                gamma, str(row["n"]), str(row["n_skipped"]),
-            )
-        tables.append(table)
-    return tables
+def _show(shown: present.Shown, soft_wrap: bool = False) -> None:
+    """Print the tables of `shown` on standard output and its notes on standard error."""
+    for item in shown.out:
+        console.print(item)
+    for item in shown.err:
+        err_console.print(item, soft_wrap=soft_wrap)
 
 
 @app.command("eval")
@@ -90,8 +68,8 @@ def eval_command(
 
     Example: lr0fm eval --suite lr0fm --data-root /datasets --model eva02-b16 --model metaclip-b16-2.5b
     """
-    from .runner import EvalConfig, run, summarize_skips
-    from .suites import is_batch
+    from . import api
+    from .plan import EvalConfig
 
     if suite and not model:
         raise UserError(f"--suite {suite} needs models: name them with --model (see `lr0fm list models`) or pass --model all.")
@@ -100,178 +78,61 @@ def eval_command(
         data_root=data_root, split=split, download=download, limit=limit, db=db, force=force,
         batch_size=batch_size, workers=workers, device=device, precision=precision, suite=suite,
     )
-    if is_batch(config):
-        _eval_batch(config, db)
-        return
-    rows, outcomes = run(config, console=err_console)
-    for table in results_tables(rows):
-        console.print(table)
-    reused = sum(len(o.reused) for o in outcomes)
-    computed = sum(len(o.computed) for o in outcomes)
-    err_console.print(f"{computed} cell(s) computed, {reused} reused from {db} (use --force to recompute).")
-    for line in summarize_skips(rows, outcomes):
-        err_console.print(f"[yellow]{line}[/yellow]")
-
-
-def _eval_batch(config, db: Path) -> None:
-    """A suite or --model all: one top-1 table, then what was skipped and why; exit status 1 if anything was."""
-    from .runner import summarize_skips
-    from .suites import run_batch, skip_table_rows
-
-    result = run_batch(config, console=err_console)
-    if result.rows:
-        console.print(batch_table(result))
-    reused = sum(len(o.reused) for o in result.outcomes)
-    computed = sum(len(o.computed) for o in result.outcomes)
-    err_console.print(f"{computed} cell(s) computed, {reused} reused from {db} (use --force to recompute).")
-    for line in summarize_skips(result.rows, result.outcomes):
-        err_console.print(f"[yellow]{escape(line)}[/yellow]")
-    lines = skip_table_rows(result)
-    if lines:
-        table = Table(title="Not evaluated", header_style="bold", title_justify="left")
-        table.add_column("Model", overflow="fold")
-        table.add_column("Dataset", overflow="fold")
-        table.add_column("Why", overflow="fold")
-        for row in lines:
-            table.add_row(*(escape(cell) for cell in row))
-        err_console.print(table)
-    if result.suite is not None and result.rows:
-        err_console.print(f"Compare with the paper's 66 backbones: lr0fm report --compare-paper --db {db}")
-    if result.skipped:
-        # Unsupported models left out of `all` are listed but were never planned: they do not count.
-        err_console.print(f"[yellow]{len(result.skipped)} skip(s) in the table; fix them and rerun the same command "
-                          f"to fill in the missing cells (stored ones are reused).[/yellow]")
+    result = api.run_evaluation(config, console=err_console)
+    _show(present.evaluation(result))
+    if result.batch and result.skipped:
         raise typer.Exit(1)
-
-
-def batch_table(result) -> Table:
-    """Top-1 % of every (model, dataset) of a batch, one column per resolution, in the planned order."""
-    columns: list[str] = []
-    cells: dict[tuple[str, str], dict[str, str]] = {}
-    for row in result.rows:
-        if row["resolution"] not in columns:
-            columns.append(row["resolution"])
-        cells.setdefault((row["model_spec"], row["dataset"]), {})[row["resolution"]] = _percent(row["top1"])
-    columns.sort(key=lambda r: (r != "native", -int(r) if r.isdigit() else 0))
-    models = {name: i for i, name in enumerate(result.models)}
-    datasets = {name: i for i, name in enumerate(result.datasets)}
-    protocols = ", ".join(sorted({row["protocol"] for row in result.rows}))
-    suite = f" · {result.suite.name} suite" if result.suite else ""
-    table = Table(title=f"Top-1 %{suite} · {protocols} protocol", header_style="bold", title_justify="left")
-    table.add_column("Model", overflow="fold")
-    table.add_column("Dataset", overflow="fold")
-    for resolution in columns:
-        table.add_column(resolution if resolution == "native" else f"{resolution} px", justify="right")
-    order = sorted(cells, key=lambda key: (models.get(key[0], len(models)), key[0], datasets.get(key[1], len(datasets)), key[1]))
-    for model, dataset in order:
-        table.add_row(escape(model), escape(dataset), *(cells[(model, dataset)].get(r, "–") for r in columns))
-    return table
 
 
 class ListWhat(str, Enum):
     models = "models"
+    backends = "backends"
     datasets = "datasets"
     protocols = "protocols"
+    pipelines = "pipelines"
     suites = "suites"
+
+
+def _listings() -> dict:
+    """What `lr0fm list` can show: name -> (API function giving the rows, presentation of the rows)."""
+    from . import api
+
+    return {
+        "models": (api.list_models, present.models_listing),
+        "openclip-tags": (api.list_openclip_tags, present.openclip_tags_listing),
+        "backends": (api.list_backends, present.backends_listing),
+        "datasets": (api.list_datasets, present.datasets_listing),
+        "protocols": (api.list_protocols, present.protocols_listing),
+        "pipelines": (api.list_paper_pipelines, present.pipelines_listing),
+        "suites": (api.list_suites, present.suites_listing),
+    }
 
 
 @app.command("list")
 def list_command(
-    what: ListWhat = typer.Argument(..., help="models, datasets, protocols or suites."),
+    what: ListWhat = typer.Argument(..., help="models, backends (model specs), datasets, protocols, pipelines (the paper protocol per family) or suites."),
     family: Optional[str] = typer.Option(None, "--family", help="With models: only this family (clip, eva, siglip, ...)."),
     openclip_tags: bool = typer.Option(False, "--openclip-tags", help="With models: list open_clip's pretrained tags instead (openclip:ARCH/TAG)."),
+    wide: bool = typer.Option(False, "--wide", help="Every field in its own column, for wide terminals (default: short columns, long texts below)."),
+    format: str = typer.Option("table", "--format", "-f", help="table, or csv or json: every field of every row on standard output, for scripts."),
 ):
-    """List the named models (the paper's 66 backbones and your own), datasets, resolution protocols or suites.
+    """List the named models (the paper's 66 backbones and your own), model specs, datasets, resolution
+    protocols, the paper's pipeline per family, or suites.
 
     Example: lr0fm list models --family eva
 
-    Example: lr0fm list datasets
+    Example: lr0fm list datasets --format csv > datasets.csv
     """
     if (family or openclip_tags) and what is not ListWhat.models:
         raise UserError("--family and --openclip-tags apply to `lr0fm list models`.")
-    if what is ListWhat.models and openclip_tags:
-        import open_clip
-
-        tags = Table(title="open_clip pretrained weights (use as openclip:ARCH/TAG)", header_style="bold")
-        tags.add_column("ARCH")
-        tags.add_column("TAGS")
-        by_arch: dict[str, list[str]] = {}
-        for arch, tag in open_clip.list_pretrained():
-            by_arch.setdefault(arch, []).append(tag)
-        for arch, arch_tags in by_arch.items():
-            tags.add_row(arch, ", ".join(arch_tags))
-        console.print(tags)
-    elif what is ListWhat.models:
-        from .models import BACKENDS
-        from .models.registry import list_models
-
-        rows = list_models(family)
-        supported = sum(row["supported"] for row in rows)
-        table = Table(title=f"Named models{f' of family {family}' if family else ''}: {supported} supported, "
-                            f"{len(rows) - supported} not", header_style="bold", title_justify="left")
-        table.add_column("Name", no_wrap=True)
-        table.add_column("Family")
-        table.add_column("Spec", overflow="fold")
-        table.add_column("Native", justify="right")
-        table.add_column("Pipeline")
-        table.add_column("Supported", overflow="fold")
-        for row in rows:
-            status = "yes" if row["supported"] else f"no: {row['reason']}"
-            table.add_row(row["name"], row["family"], escape(row["spec"] or "–"), str(row["native"] or "–"),
-                          row["pipeline"], escape(status))
-        console.print(table)
-        if family:
-            return
-        backends = Table(title="Model specs", header_style="bold", title_justify="left")
-        backends.add_column("Backend")
-        backends.add_column("Spec")
-        for name, description in BACKENDS.items():
-            backends.add_row(name, escape(description))
-        console.print(backends)
-        err_console.print("open_clip's pretrained tags: lr0fm list models --openclip-tags")
-    elif what is ListWhat.datasets:
-        from .data import DATASETS
-        from .data.lr0fm_suite import SUITE
-
-        table = Table(title="Datasets (the first 15 make up --suite lr0fm; lay them out under one --data-root)",
-                      header_style="bold", title_justify="left", show_lines=True)
-        table.add_column("Name", no_wrap=True)
-        table.add_column("Split")
-        table.add_column("Classes", justify="right")
-        table.add_column("Test images", justify="right")
-        table.add_column("Expected layout under --data-root", overflow="fold")
-        for name, info in SUITE.items():
-            fetch = f"--download: {info.download}" if info.download else f"get it from {info.source}"
-            table.add_row(name, info.split, str(info.classes), f"{info.images:,}",
-                          escape(f"{info.title}: ROOT/{info.layout}") + f"\n[dim]{escape(fetch)}[/dim]")
-        for name, description in DATASETS.items():
-            if name not in SUITE:
-                table.add_row(escape(name), "–", "–", "–", escape(description))
-        console.print(table)
-    elif what is ListWhat.suites:
-        from .suites import SUITES
-
-        table = Table(title="Suites (lr0fm eval --suite NAME --model ...)", header_style="bold", title_justify="left")
-        table.add_column("Suite")
-        table.add_column("Grid", overflow="fold")
-        for name, suite in SUITES.items():
-            table.add_row(name, escape(f"{suite.description}: {', '.join(suite.datasets)}"))
-        console.print(table)
-    else:  # protocols
-        from .degrade import PAPER_PIPELINES, PROTOCOLS
-
-        table = Table(title="Resolution protocols", header_style="bold")
-        table.add_column("Protocol")
-        table.add_column("Description")
-        for name, description in PROTOCOLS.items():
-            table.add_row(name, description)
-        console.print(table)
-        families = Table(title="paper protocol: pipeline per model family", header_style="bold")
-        families.add_column("Family")
-        families.add_column("Pipeline")
-        for family, pipeline in PAPER_PIPELINES.items():
-            families.add_row(family, pipeline)
-        console.print(families)
+    if format not in present.LIST_FORMATS:
+        raise UserError(f"Unknown list format {format!r}; use one of: {', '.join(present.LIST_FORMATS)}.")
+    fetch, render = _listings()["openclip-tags" if openclip_tags else what.value]
+    rows = fetch(family) if family else fetch()
+    if format == "table":
+        _show(render(rows, wide))
+    else:
+        typer.echo(present.as_text(rows, format), nl=False)
 
 
 @app.command("show")
@@ -284,21 +145,15 @@ def show_command(
 
     Example: lr0fm show --model tiny --dataset fashion
     """
-    from .api import open_results
+    from . import api
 
-    with open_results(db) as store:
-        rows = store.results(model=model, dataset=dataset)
-    if not rows:
-        err_console.print(f"No stored results match in {db}.")
-        return
-    for table in results_tables(rows):
-        console.print(table)
+    _show(present.stored_results(api.results(db, model=model, dataset=dataset), db))
 
 
 @app.command("export")
 def export_command(
     format: str = typer.Option("csv", "--format", "-f", help=f"One of: {', '.join(EXPORT_FORMATS)}."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file (default: lr0fm-results.FORMAT)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file, or - for standard output (default: lr0fm-results.FORMAT)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Only models whose spec contains this text."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only datasets whose name contains this text."),
     db: Path = DB_OPTION,
@@ -306,15 +161,12 @@ def export_command(
     """Export the stored results (one row per model × dataset × resolution) to CSV, Parquet or JSON.
 
     Example: lr0fm export --format parquet --out results.parquet
+
+    Example: lr0fm export --out - | head
     """
-    from .api import open_results
+    from . import api
 
-    if format not in EXPORT_FORMATS:
-        raise UserError(f"Unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}.")
-    with open_results(db) as store:
-        path = store.export(out or Path(f"lr0fm-results.{format}"), format, model=model, dataset=dataset)
-    err_console.print(f"Wrote {path}")
-
+    _show(present.wrote(api.export(db, out or Path(f"lr0fm-results.{format}"), format, model=model, dataset=dataset)))
 
 
 @app.command("report")
@@ -336,35 +188,11 @@ def report_command(
 
     Example: lr0fm report --compare-paper --format md,csv --out report/
     """
-    from .report import build_report
+    from . import api
 
-    result = build_report(db, out, format, compare_paper=compare_paper, seed=seed, resamples=resamples,
-                          model=model, dataset=dataset, top_confusions=top_confusions)
-    table = Table(title="SAR and WAR (×100, ± half the 95% bootstrap interval)", header_style="bold",
-                  title_justify="left")
-    for column in ("Model", "Resolution", "SAR", "WAR", "Datasets"):
-        table.add_column(column, justify="left" if column == "Model" else "right")
-    from .report.build import with_ci
-
-    for _, row in result.tables.sar_war.iterrows():
-        table.add_row(row["model"], f"{row['resolution']} px", with_ci(row["SAR"], row["SAR_low"], row["SAR_high"]),
-                      with_ci(row["WAR"], row["WAR_low"], row["WAR_high"]), str(row["n_datasets"]))
-    console.print(table)
-    compare = result.tables.compare
-    if compare is not None and not compare.empty:
-        ranks = Table(title="Rank among the paper's backbones and yours (over the shared datasets)", header_style="bold",
-                      title_justify="left")
-        for column in ("Model", "Resolution", "Shared datasets", "SAR rank", "WAR rank"):
-            ranks.add_column(column, justify="left" if column == "Model" else "right")
-        for _, row in compare.iterrows():
-            ranked = row["status"] == "ranked"
-            ranks.add_row(row["model"], f"{row['resolution']} px", str(row["n_datasets"]) if ranked else "0: no ranking",
-                          f"{row['SAR_rank']} / {row['n_backbones'] + 1}" if ranked else "–",
-                          f"{row['WAR_rank']} / {row['n_backbones'] + 1}" if ranked else "–")
-        console.print(ranks)
-    for note in result.notes:
-        err_console.print(f"[yellow]{escape(note)}[/yellow]")
-    err_console.print(f"Wrote {result.folder / 'report.html'} and {len(result.files) - 1} more file(s) in {result.folder}")
+    result = api.report(db, out, format, compare_paper=compare_paper, seed=seed, resamples=resamples, model=model,
+                        dataset=dataset, top_confusions=top_confusions)
+    _show(present.report(result))
 
 
 weights_app = typer.Typer(help="WAR dataset weights: re-derive them from a results table.", no_args_is_help=True)
@@ -391,42 +219,14 @@ def weights_fit_command(
 
     Example: lr0fm weights fit --resolution 16 --out weights.json
     """
-    from . import reference
-    from .report import fit_weights, load_table, write_weights
+    from . import api
 
     if from_db and table is not None:
         raise UserError("Give either --from-db or --table, not both.")
     source = "db" if from_db else "csv" if table is not None else "paper"
-    frame = load_table(source, db=db, table=table)
-    fit = fit_weights(frame, resolution, objective_datasets=objective, floor=floor, seed=seed, maxiter=maxiter)
-    correlations = fit["correlations"]
-    has_paper = "rho_war_paper" in correlations.columns
-    shown = Table(title=f"WAR weights fitted at {fit['resolution']} px over {fit['n_models']} models "
-                        f"(Spearman ρ of each dataset's ranking with the aggregate's)",
-                  header_style="bold", title_justify="left")
-    for column in ["Dataset", "Weight", *(["Paper w"] if has_paper else []), "ρ SAR", "ρ WAR",
-                   *(["ρ WAR paper"] if has_paper else []), "Objective"]:
-        shown.add_column(column, justify="left" if column in ("Dataset", "Objective") else "right")
-    for _, row in correlations.iterrows():
-        cells = [reference.DATASET_NAMES.get(row["dataset"], row["dataset"]), f"{row['weight']:.3f}"]
-        if has_paper:
-            cells.append(f"{row['weight_paper']:.3f}")
-        cells += [f"{row['rho_sar']:.3f}", f"{row['rho_war']:.3f}"]
-        if has_paper:
-            cells.append(f"{row['rho_war_paper']:.3f}")
-        cells.append("yes" if row["in_objective"] else "")
-        shown.add_row(*cells)
-    mean = ["mean", "", *([""] if has_paper else []), f"{fit['mean_rho_sar']:.3f}", f"{fit['mean_rho_war']:.3f}",
-            *([f"{fit['mean_rho_war_paper']:.3f}"] if has_paper else []), ""]
-    shown.add_row(*mean, style="bold")
-    console.print(shown)
-    if fit["dropped_models"]:
-        err_console.print(f"[yellow]Left out (missing a dataset at {fit['resolution']} px): "
-                          f"{escape(', '.join(fit['dropped_models']))}[/yellow]")
-    if fit["violations"]:
-        err_console.print(f"[yellow]Below the floor: {escape(', '.join(fit['violations']))}[/yellow]")
-    if out is not None:
-        err_console.print(f"Wrote {write_weights(fit, out, source)}")
+    fit = api.fit_weights(resolution, source=source, db=db, table=table, objective=objective, floor=floor, seed=seed,
+                          maxiter=maxiter, out=out)
+    _show(present.weights_fit(fit))
 
 
 analyze_app = typer.Typer(help="Analyses that run a model on images (nothing is stored in the results database).",
@@ -454,30 +254,12 @@ def analyze_layers_command(
 
     Example: lr0fm analyze layers --model lr0fm-tiny --dataset fashion_mnist --limit 256 --plot layers.png
     """
-    from .analysis import layer_similarity, plot_layer_similarity
+    from . import api
 
-    result = layer_similarity(model, dataset, resolutions, limit=limit, weights=weights, data_root=data_root,
-                              split=split, protocol=protocol, pooling=pooling, batch_size=batch_size, device=device)
-    shown = Table(title=f"{result.model} · {result.dataset}: cosine similarity to native {result.native} px "
-                        f"({result.pooling} pooling, {result.n_images} images)", header_style="bold",
-                  title_justify="left")
-    shown.add_column("Layer")
-    for resolution in result.resolutions:
-        shown.add_column(f"{resolution} px", justify="right")
-    for _, row in result.table.iterrows():
-        shown.add_row(row["layer"], *(f"{row[str(r)]:.4f}" for r in result.resolutions))
-    console.print(shown)
-    if result.n_skipped:
-        err_console.print(f"[yellow]{result.n_skipped} unreadable image(s) skipped[/yellow]")
-    if out is not None:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            result.table.to_csv(out, index=False)
-        except OSError as error:
-            raise UserError(f"Cannot write {out} ({error}); pass a writable path to --out.") from None
-        err_console.print(f"Wrote {out}")
-    if plot is not None:
-        err_console.print(f"Wrote {plot_layer_similarity(result, plot)}")
+    result = api.layer_similarity(model, dataset, resolutions, limit=limit, weights=weights, data_root=data_root,
+                                  split=split, protocol=protocol, pooling=pooling, batch_size=batch_size, device=device,
+                                  out=out, plot=plot)
+    _show(present.layer_table(result, out, plot))
 
 
 @app.command("synth")
@@ -503,13 +285,12 @@ def synth_command(
 
     Example: lr0fm synth --captions caption_2k.txt --captions caption_5k.txt --per-caption 30 --store-size 512 --out pool/
     """
-    from .api import synthesize
+    from . import api
 
-    result = synthesize(captions, out, per_caption, model=model, steps=steps, guidance=guidance, batch_size=batch_size,
-                        seed=seed, device=device, precision=precision, size=size, store_size=store_size,
-                        limit_captions=limit_captions, console=err_console)
-    err_console.print(f"{result.written} image(s) generated, {result.reused} already in {result.out}; "
-                      f"{result.planned} planned for {result.captions} caption(s). Manifest: {result.manifest}")
+    result = api.synthesize(captions, out, per_caption, model=model, steps=steps, guidance=guidance,
+                            batch_size=batch_size, seed=seed, device=device, precision=precision, size=size,
+                            store_size=store_size, limit_captions=limit_captions, console=err_console)
+    _show(present.synthesized(result))
 
 
 tokens_app = typer.Typer(help="LR-TK0: learnable low-resolution tokens for a frozen ViT (train, inspect).",
@@ -551,27 +332,17 @@ def tokens_train_command(
 
     Example: lr0fm eval --model "lr0fm-tiny+tokens=tiny.tokens.safetensors" --resolutions native,24,16,12,8
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from . import api
 
-    from .api import train_tokens
-
-    with Progress(TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TextColumn("steps · loss {task.fields[loss]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as progress:
-        task = progress.add_task("train", total=steps, loss="–")
-
-        def advance(step: int, loss: float) -> None:
-            progress.update(task, completed=step, loss=f"{loss:.4f}")
-
-        result = train_tokens(
+    with present.training_progress(err_console, steps) as advance:
+        result = api.train_tokens(
             model, pool, out, steps=steps, batch_size=batch_size, group_size=group_size, lr=lr, weight_decay=weight_decay,
             warmup=warmup, seed=seed, variant=variant, first_block=first_block, prompts=prompts, buckets=buckets,
             checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, weights=weights, data_root=data_root,
             device=device, precision=precision, workers=workers, callback=advance,
         )
-    resumed = f", resumed at step {result.resumed_from}" if result.resumed_from else ""
-    err_console.print(f"Wrote {result.path} ({result.token_parameters:,} token parameters, final loss {result.final_loss:.4f}, "
-                      f"{result.seconds:.0f} s{resumed}). Evaluate it: lr0fm eval --model \"{model}+tokens={out}\"",
-                      soft_wrap=True, highlight=False, markup=False)
+    # soft_wrap: the spec to evaluate stays on one line, ready to copy.
+    _show(present.tokens_trained(result, model, out), soft_wrap=True)
 
 
 @tokens_app.command("info")
@@ -580,22 +351,9 @@ def tokens_info_command(path: Path = typer.Argument(..., help="A tokens file wri
 
     Example: lr0fm tokens info tiny.tokens.safetensors
     """
-    from .tokens.files import read_tokens
+    from . import api
 
-    metadata, tensors = read_tokens(path)
-    table = Table(title=f"LR-TK0 tokens {path}", header_style="bold", title_justify="left", show_header=False)
-    table.add_column("Field")
-    table.add_column("Value", overflow="fold")
-    table.add_row("base model", escape(f"{metadata['base_spec']} (weights {metadata['base_fingerprint']})"))
-    for key, value in metadata["layout"].to_dict().items():
-        table.add_row(key, str(value))
-    parameters = sum(t.numel() for name, t in tensors.items() if name != "logit_scale")
-    table.add_row("token parameters", f"{parameters:,}")
-    for key in ("pool", "steps", "batch_size", "lr", "seed", "buckets", "final_loss", "seconds"):
-        if key in metadata["training"]:
-            table.add_row(key, escape(str(metadata["training"][key])))
-    table.add_row("lr0fm version", metadata.get("lr0fm_version", "?"))
-    console.print(table)
+    _show(present.tokens_info(api.tokens_info(path)))
 
 
 def main() -> None:
