@@ -16,6 +16,25 @@ DATASETS.update(suite_descriptions())
 
 
 def load_dataset(name: str, root: str | None = None, split: str | None = None, download: bool = False) -> ZeroShotDataset:
+    """A dataset by name, with its class names and prompt templates; images are decoded only when read.
+
+    Args:
+        name: "fashion_mnist", one of the LR0.FM suite's 15 (`lr0fm list datasets`), or "folder:PATH"
+            (PATH/<class>/<images>, optional classnames.txt and templates.txt).
+        root: the folder holding the dataset's files (default: the bundled or cached copy).
+        split: a split other than the benchmark's test split.
+        download: fetch the files when torchvision can download them and they are missing.
+
+    Returns:
+        A `data.ZeroShotDataset`: `len()`, `load_image(i)`, `labels`, `classnames`, `templates`, `fingerprint()`.
+
+    Raises:
+        UserError: an unknown name, or files missing under `root` (the message gives the expected layout).
+
+    Example:
+        >>> dataset = lr0fm.load_dataset("dtd", root="/datasets")
+        >>> len(dataset), dataset.split, len(dataset.classnames)
+    """
     name = name.strip()
     if name == "fashion_mnist":
         from .fashion_mnist import FashionMNIST

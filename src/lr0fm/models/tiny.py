@@ -162,12 +162,15 @@ class TinyCLIP(nn.Module):
 
 
 def save_tiny(module: TinyCLIP, path: str | Path, provenance: dict | None = None) -> None:
-    """Write the trained weights (no MiniLM) with the architecture config in the metadata."""
+    """Write the trained weights (no MiniLM) with the architecture config in the metadata, atomically."""
     from safetensors.torch import save_file
+
+    from ..fileio import atomic_path
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.trained_state_dict().items()}
     info = {**(provenance or {}), "config": module.config}
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(info, sort_keys=True)})
 
 
 def _read_weights(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -140,6 +140,24 @@ def synthesize(
     resumed run gives the same image for the same settings and device. Images already in `out` are kept;
     manifest.jsonl lists every image with its caption id ("group"). `size` is the generation resolution
     (default: the model's, 1024 px); `store_size` down-sizes what is saved (bicubic, shorter side).
+
+    Args:
+        captions: text file(s), one caption per line; several files continue the caption ids.
+        out: the pool folder (created, or resumed).
+        per_caption: images per caption (the paper trains on 30).
+        model, steps, guidance: the PixArt-α pipeline (hub id or local folder) and its sampling settings.
+        batch_size, seed, device, precision ("auto", "fp32", "fp16", "bf16"): how to run.
+        size, store_size, limit_captions: generation size, saved size, and the first N captions only.
+        console: a rich Console for the progress bar.
+
+    Returns:
+        A SynthResult: the folder, the manifest, and how many images were written, reused and planned.
+
+    Raises:
+        UserError: bad settings, a pool made with other settings, a pipeline that cannot be had.
+
+    Example:
+        >>> lr0fm.synthesize("captions.txt", "pool/", per_caption=30, store_size=512)
     """
     for name, value in (("per_caption", per_caption), ("steps", steps), ("batch_size", batch_size),
                         ("store_size", store_size), ("limit_captions", limit_captions), ("size", size)):
