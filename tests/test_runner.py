@@ -354,7 +354,7 @@ def noise_folder(tmp_path_factory):
 
 
 def direct_top5(arch, weights, root, resolutions):
-    """What the runner should store, computed with open_clip directly: no lr0fm model or classifier code."""
+    """What an evaluation should store, computed with open_clip directly: no lr0fm model or classifier code."""
     import open_clip
     from safetensors.torch import load_file
 
