@@ -339,6 +339,19 @@ def test_unreadable_images_are_skipped_and_odd_ones_decode(tmp_path, fake, colou
     assert len(lines) == 1 and "4 unreadable image(s)" in lines[0]
 
 
+def test_dangling_and_looping_links_are_counted_and_named(tmp_path, fake, colour_model, make_folder):
+    """A link that names an image but points nowhere is an unreadable image, not a file that vanishes."""
+    fake(colour_model())
+    root = make_folder(tmp_path / "data", {"alpha": [10], "bravo": [200]}, TEMPLATES)
+    (root / "alpha" / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (root / "bravo" / "loop-a.jpg").symlink_to(root / "bravo" / "loop-b.jpg")
+    (root / "bravo" / "loop-b.jpg").symlink_to(root / "bravo" / "loop-a.jpg")
+    (root / "bravo" / "good-link.png").symlink_to(root / "bravo" / "000.png")  # a working link is an image
+    rows, outcomes = run(tmp_path / "r.sqlite", datasets=[f"folder:{root}"], resolutions="native,8")
+    assert [(r["n"], r["n_skipped"]) for r in rows] == [(3, 3)] * 2
+    assert {Path(p).name for p in outcomes[0].skipped_images} == {"dangling.png", "loop-a.jpg", "loop-b.jpg"}
+
+
 # --------------------------------------------------------------------------------------------------
 # A real open_clip model (random init, saved to a file) end to end
 

@@ -28,6 +28,11 @@ LAYOUT = (
 )
 
 
+def _broken_link(path: Path) -> bool:
+    """A symbolic link whose target is missing or is a loop of links."""
+    return path.is_symlink() and not path.exists()
+
+
 def _read_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -44,7 +49,9 @@ class FolderDataset(ZeroShotDataset):
         labels: list[int] = []
         for label, class_dir in enumerate(class_dirs):
             for path in sorted(class_dir.rglob("*")):
-                if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                # A link that points nowhere (dangling, or a loop) still names an image: it is listed, fails to
+                # load, and is counted and named as skipped like any unreadable file.
+                if path.suffix.lower() in IMAGE_SUFFIXES and (path.is_file() or _broken_link(path)):
                     self.paths.append(path)
                     labels.append(label)
         if not self.paths:
