@@ -5,6 +5,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -327,6 +329,40 @@ def test_hf_folder_errors(hf_clip, tmp_path):
         lr0fm.load_model(f"hf:{no_weights}")
     with pytest.raises(UserError, match="--weights applies to"):
         lr0fm.load_model(f"hf:{folder}", weights="x.safetensors")
+
+
+class _Planted:
+    """Unpickling this would create a file: what a malicious checkpoint could do."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_hf_folder_with_a_pickle_is_refused_without_running_it(hf_clip, tmp_path):
+    import shutil
+
+    _, _, folder = hf_clip
+    pickled = tmp_path / "pickled"
+    shutil.copytree(folder, pickled)
+    from safetensors.torch import load_file
+
+    state = load_file(str(pickled / "model.safetensors"))
+    planted = tmp_path / "planted.txt"
+    state["_extra"] = _Planted(planted)
+    (pickled / "model.safetensors").unlink()
+    torch.save(state, pickled / "pytorch_model.bin")
+    done = subprocess.run([sys.executable, "-c", "from lr0fm.cli import main; main()", "eval", "--model",
+                           f"hf:{pickled}", "--limit", "2", "--db", str(tmp_path / "r.sqlite")],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    code, out, err = done.returncode, done.stdout, done.stderr
+    assert code == 2 and out == "" and not planted.exists()
+    message = err.strip()
+    assert message.startswith("error: ") and "\n" not in message
+    assert "pickled PyTorch weights" in message and "could run code" in message and "safetensors" in message
+    assert "Traceback" not in err and "weights_only=True" not in err
 
 
 def test_hf_unsupported_model_type(tmp_path):

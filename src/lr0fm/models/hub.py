@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import pickle
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,15 @@ def load_failure(spec: str, online: bool, error: Exception, local: str = LOCAL_W
 
 NO_CONFIG = "has no readable config.json; save the model there with save_pretrained()."
 NO_WEIGHTS = "lacks model weights or tokenizer files; save both there with save_pretrained()."
+# torch's weights-only unpickler refused the file: loading it any other way could run code.
+PICKLE_REFUSED = (
+    "{name} holds pickled PyTorch weights (pytorch_model.bin) that lr0fm refuses to load, because unpickling "
+    "them could run code; if you trust their source, convert them once to safetensors in the same folder with "
+    "python -c \"import torch; from safetensors.torch import save_file; "
+    "state = torch.load('{name}/pytorch_model.bin', weights_only=False); "
+    "save_file({{k: v.clone().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}}, "
+    "'{name}/model.safetensors', metadata={{'format': 'pt'}})\" and delete pytorch_model.bin."
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,8 @@ class PretrainedSource:
 
         try:
             return loader(self.source, local_files_only=self.local_only, **kwargs)
+        except pickle.UnpicklingError:
+            raise UserError(PICKLE_REFUSED.format(name=self.name)) from None
         except (OSError, ValueError) as error:
             if self.is_folder:
                 raise UserError(f"{self.name} {missing}") from error
