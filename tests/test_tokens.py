@@ -317,6 +317,19 @@ def test_loss_decreases(trainer):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05, losses
 
 
+def test_resume_without_a_checkpoint_says_so_and_equals_a_fresh_run(trainer, caplog):
+    from lr0fm.tokens.files import read_tokens as read
+
+    run, *_ = trainer
+    fresh = run("fresh.safetensors", steps=2)
+    with caplog.at_level("WARNING", logger="lr0fm.tokens"):
+        resumed = run("resumed.safetensors", steps=2, resume=True)
+    assert any("no checkpoint at" in r.getMessage() and "step 0" in r.getMessage() for r in caplog.records)
+    assert resumed.resumed_from == 0
+    for name, tensor in read(fresh.path)[1].items():  # seeded the same way: the same tokens
+        assert torch.equal(tensor, read(resumed.path)[1][name]), name
+
+
 def test_resume_after_a_kill_matches_an_uninterrupted_run(trainer):
     run, *_ = trainer
     straight = run("straight.safetensors")

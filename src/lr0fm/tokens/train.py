@@ -190,9 +190,9 @@ def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | Non
         start, losses = int(state["step"]), list(state["losses"])
         elapsed_before, skipped = float(state["seconds"]), int(state["skipped_images"])
         log.info("resuming %s at step %d of %d", checkpoint, start, config.steps)
-    elif config.resume:
-        log.info("no checkpoint at %s: starting from step 0", checkpoint)
     else:
+        if config.resume:  # said where the user sees it: --resume found nothing to continue
+            log.warning("--resume: no checkpoint at %s, so training starts from step 0.", checkpoint)
         torch.manual_seed(config.seed)
 
     def save_state(step: int, seconds: float) -> None:
