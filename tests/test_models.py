@@ -5,6 +5,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -329,6 +330,25 @@ def test_hf_folder_errors(hf_clip, tmp_path):
         lr0fm.load_model(f"hf:{no_weights}")
     with pytest.raises(UserError, match="--weights applies to"):
         lr0fm.load_model(f"hf:{folder}", weights="x.safetensors")
+
+
+def test_bare_pickle_weights_end_in_our_one_line_only(tiny_openclip, tmp_path):
+    """No torch warning before the sentence, no empty line from an unused progress display: stderr is one line."""
+    import pickle
+
+    arch, weights = tiny_openclip
+    from safetensors.torch import load_file
+
+    with open(tmp_path / "bare.pt", "wb") as handle:
+        pickle.dump(load_file(str(weights)), handle, protocol=4)
+    config = Path(weights).parent / f"{arch}.json"
+    code = (f"import sys, open_clip; open_clip.add_model_config({str(config)!r}); from lr0fm.cli import main; "
+            f"sys.argv = ['lr0fm', 'eval', '--model', 'openclip:{arch}', '--weights', {str(tmp_path / 'bare.pt')!r}, "
+            f"'--limit', '2', '--db', {str(tmp_path / 'r.sqlite')!r}]; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "250"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stderr.startswith("error: Could not read weights")
 
 
 class _Planted:

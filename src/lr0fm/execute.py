@@ -247,6 +247,7 @@ def run_unit(store: ResultStore, model: ZeroShotModel, dataset: ZeroShotDataset,
     if progress is not None:
         task = progress.add_task(f"{model.spec} · {dataset.name}", total=unit.stop - unit.start,
                                  completed=start - unit.start)
+        progress.start()
     advance = (lambda n: progress.advance(task, n)) if task is not None else (lambda n: None)
     for chunk in predict_range(model, dataset, classifier, pending, start, unit.stop, config, device, advance):
         store.add_chunk(run_id, chunk.start, chunk.labels, chunk.ok, chunk.top5)
@@ -350,9 +351,22 @@ class _BatchLines:
         return f"[{first:>{width}}/{self.total}]" if count == 1 else f"[{first}-{self.done}/{self.total}]"
 
 
-def _progress(console: Console | None) -> Progress | contextlib.nullcontext:
+@contextlib.contextmanager
+def _progress(console: Console | None) -> Iterator[Progress | None]:
+    """Progress bars on `console` (None: none). The display starts with the first bar (`run_unit`), so a
+    run that fails before any image is read leaves no empty line above its error."""
     if console is None:
-        return contextlib.nullcontext()
+        yield None
+        return
+    progress = _bars(console)
+    try:
+        yield progress
+    finally:
+        if progress.live.is_started:  # a display never started would still print a newline when stopped
+            progress.stop()
+
+
+def _bars(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
 

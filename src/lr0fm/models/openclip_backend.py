@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -138,12 +139,16 @@ def load_weights_file(clip: torch.nn.Module, weights: str, arch: str) -> None:
     if not path.is_file():
         raise UserError(f"Weights file {weights} does not exist; pass the path of a .safetensors or .pt checkpoint.")
     try:
-        open_clip.load_checkpoint(clip, str(path), strict=True, weights_only=True)
+        with warnings.catch_warnings():  # torch's note on a bare pickle's protocol: our sentence below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            open_clip.load_checkpoint(clip, str(path), strict=True, weights_only=True)
     except Exception as error:
         # open_clip fails on another architecture's weights with RuntimeError or AssertionError (its
         # positional-embedding resizers assert); a file we can read as a state dict is a misfit, not garbage.
         try:
-            state = load_state_dict(str(path), weights_only=True)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                state = load_state_dict(str(path), weights_only=True)
         except Exception:
             state = None
         if not isinstance(state, dict) or not state:
