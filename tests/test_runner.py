@@ -339,6 +339,18 @@ def test_unreadable_images_are_skipped_and_odd_ones_decode(tmp_path, fake, colou
     assert len(lines) == 1 and "4 unreadable image(s)" in lines[0]
 
 
+def test_an_image_over_the_pixel_limit_is_counted_not_warned(tmp_path, fake, colour_model, make_folder, capfd):
+    """Pillow warns on images past its decompression-bomb limit; such an image is skipped, counted and named."""
+    fake(colour_model())
+    root = make_folder(tmp_path / "data", {"alpha": [10], "bravo": [200]}, TEMPLATES)
+    side = int((Image.MAX_IMAGE_PIXELS * 1.2) ** 0.5)  # over the warning limit, under the error limit
+    Image.new("1", (side, side)).save(root / "bravo" / "huge.png")
+    rows, outcomes = run(tmp_path / "r.sqlite", datasets=[f"folder:{root}"], resolutions="native,8")
+    assert [(r["n"], r["n_skipped"]) for r in rows] == [(2, 1)] * 2
+    assert [Path(p).name for p in outcomes[0].skipped_images] == ["huge.png"]
+    assert "DecompressionBomb" not in capfd.readouterr().err
+
+
 def test_dangling_and_looping_links_are_counted_and_named(tmp_path, fake, colour_model, make_folder):
     """A link that names an image but points nowhere is an unreadable image, not a file that vanishes."""
     fake(colour_model())

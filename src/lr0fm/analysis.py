@@ -147,7 +147,7 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
                 views = []
                 for index in range(start, min(start + batch_size, len(data))):
                     try:
-                        views.append(maker(to_rgb(data.load_image(index))))
+                        views.append(maker(to_rgb(data.read_image(index))))
                     except Exception:  # an unreadable image is skipped and counted, as in eval
                         skipped += 1
                 if not views:

@@ -131,7 +131,7 @@ class _Views(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         index = self.start + position
         try:
-            views = self.maker(to_rgb(self.dataset.load_image(index)))
+            views = self.maker(to_rgb(self.dataset.read_image(index)))
             ok = True
         except Exception:  # corrupt, truncated or unreadable file: counted and skipped, never fatal
             native = self.maker.native

@@ -26,7 +26,7 @@ def load_dataset(name: str, root: str | None = None, split: str | None = None, d
         download: fetch the files when torchvision can download them and they are missing.
 
     Returns:
-        A `data.ZeroShotDataset`: `len()`, `load_image(i)`, `labels`, `classnames`, `templates`, `fingerprint()`.
+        A `data.ZeroShotDataset`: `len()`, `read_image(i)`, `labels`, `classnames`, `templates`, `fingerprint()`.
 
     Raises:
         UserError: an unknown name, or files missing under `root` (the message gives the expected layout).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -27,6 +28,13 @@ class ZeroShotDataset(ABC):
     @abstractmethod
     def load_image(self, index: int) -> Image.Image:
         """Decode image `index`; may raise on a corrupt file (the executor counts and skips it)."""
+
+    def read_image(self, index: int) -> Image.Image:
+        """`load_image`, with an image past Pillow's decompression-bomb pixel limit an error rather than a
+        warning on stderr, so that it is counted and named as skipped like any other unreadable file."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return self.load_image(index)
 
     def limit(self, count: int | None) -> "ZeroShotDataset":
         """Keep only the first `count` images (a quick look at a big split); changes the fingerprint."""

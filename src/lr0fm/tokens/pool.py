@@ -44,7 +44,7 @@ class ImagePool:
 
     def load_image(self, index: int) -> Image.Image:
         if self.paths is None:
-            return self.dataset.load_image(index)
+            return self.dataset.read_image(index)
         with Image.open(self.paths[index]) as image:
             image.load()
             return image
