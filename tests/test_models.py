@@ -332,6 +332,34 @@ def test_hf_folder_errors(hf_clip, tmp_path):
         lr0fm.load_model(f"hf:{folder}", weights="x.safetensors")
 
 
+def test_openclip_tokenizer_on_the_hub_offline_names_it_or_comes_from_the_weights_folder(tmp_path):
+    """An architecture whose tokenizer lives on the hub: offline, one sentence naming it; saved next to the
+    --weights file, it is read from there."""
+    import copy
+
+    import open_clip
+    from conftest import TINY_CONFIG
+    from safetensors.torch import save_file
+
+    arch = "lr0fm-test-hub-tokenizer"
+    config = copy.deepcopy(TINY_CONFIG)
+    config["text_cfg"]["hf_tokenizer_name"] = "lr0fm-test/not-on-any-hub"
+    (tmp_path / f"{arch}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / f"{arch}.json")
+    weights = tmp_path / "weights" / "model.safetensors"
+    weights.parent.mkdir()
+    save_file(open_clip.create_model(arch).state_dict(), str(weights))
+    with pytest.raises(UserError) as caught:
+        lr0fm.load_model(f"openclip:{arch}", weights=str(weights))
+    message = str(caught.value)
+    assert f"tokenizer of openclip:{arch}, lr0fm-test/not-on-any-hub on the Hugging Face hub" in message
+    assert "folder of the --weights file" in message and "\n" not in message
+
+    save_tokenizer(weights.parent)
+    model = lr0fm.load_model(f"openclip:{arch}", weights=str(weights))
+    assert model.encode_text(["alpha", "a photo of bravo"]).shape == (2, 32)
+
+
 def test_bare_pickle_weights_end_in_our_one_line_only(tiny_openclip, tmp_path):
     """No torch warning before the sentence, no empty line from an unused progress display: stderr is one line."""
     import pickle

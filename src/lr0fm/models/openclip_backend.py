@@ -126,8 +126,37 @@ def load_openclip(name: str, tag: str | None = None, weights: str | None = None)
         with _root_logging_silenced():
             clip = open_clip.create_model(arch, pretrained=None)
         logging.getLogger(__name__).warning("openclip:%s has no pretrained tag and no --weights: random weights", arch)
-    tokenizer = open_clip.get_tokenizer(arch)
-    return OpenClipModel(spec, family_of(arch, tag), clip, tokenizer, _image_config(clip))
+    return OpenClipModel(spec, family_of(arch, tag), clip, _tokenizer(arch, weights), _image_config(clip))
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def _tokenizer(arch: str, weights: str | None):
+    """open_clip's tokenizer for `arch`. One that lives on the Hugging Face hub is read from the weights
+    file's folder when that folder holds it (saved with save_pretrained), else from the hub's cache or the
+    hub; when it cannot be had, one sentence names it and says how to supply it."""
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer
+
+    text = (open_clip.get_model_config(arch) or {}).get("text_cfg", {})
+    hub_name = text.get("hf_tokenizer_name")
+    if not hub_name:
+        return open_clip.get_tokenizer(arch)
+    folder = Path(weights).expanduser().parent if weights else None
+    if folder is not None and any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return HFTokenizer(str(folder), context_length=text.get("context_length", 77),
+                           tokenizer_mode=text.get("tokenizer_mode"), **text.get("tokenizer_kwargs", {}))
+    with hub_mode() as online:
+        try:
+            return open_clip.get_tokenizer(arch)
+        except OSError:
+            where = "is not in the local cache and the hub cannot be reached" if not online else "could not be had"
+            raise UserError(
+                f"The tokenizer of openclip:{arch}, {hub_name} on the Hugging Face hub, {where}; run once online to "
+                f"cache it, or save it (transformers' AutoTokenizer.save_pretrained) into the folder of the "
+                f"--weights file."
+            ) from None
 
 
 def load_weights_file(clip: torch.nn.Module, weights: str, arch: str) -> None:
