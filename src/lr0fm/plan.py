@@ -178,9 +178,12 @@ def plan(config: EvalConfig) -> Plan:
 
     db = Path(config.db)
     store = ResultStore(db) if db.is_file() else None
+    # Hashing a file list is not free (ImageNet: 50,000 paths); once per dataset, not once per model.
+    fingerprints = {name: dataset.fingerprint() for name, dataset in work.datasets.items()} if store else {}
     try:
         for spec in models:
-            stored = _stored_cells(store, spec, work) if store is not None and spec.pinned and not config.force else {}
+            pinned = store is not None and spec.pinned and not config.force
+            stored = _stored_cells(store, spec, work, fingerprints) if pinned else {}
             for name, dataset in work.datasets.items():
                 if name in stored:
                     work.stored.append(stored[name])
@@ -282,12 +285,13 @@ def _check_fit(work: Plan) -> None:
             work.models.remove(spec)
 
 
-def _stored_cells(store: ResultStore, spec: ModelSpec, work: Plan) -> dict[str, CellOutcome]:
+def _stored_cells(store: ResultStore, spec: ModelSpec, work: Plan,
+                  fingerprints: dict[str, str]) -> dict[str, CellOutcome]:
     """Datasets whose cells for `spec` are all stored already, found without loading the model (runs with
     any weights fingerprint under the same spec text, newest first)."""
     found = {}
     for name, dataset in work.datasets.items():
-        runs = store.finished_runs(str(spec), dataset.name, dataset.fingerprint(), dataset.split, work.config.protocol)
+        runs = store.finished_runs(str(spec), dataset.name, fingerprints[name], dataset.split, work.config.protocol)
         for run_id, provenance, finished in runs:
             native = provenance.get("native_pixels")
             if provenance.get("weights_file") or not native:
