@@ -77,3 +77,12 @@ def test_a_new_backend_is_one_row_of_the_table(monkeypatch):
     finally:
         registry.unregister("test-mine")
     assert entry.spec == "mine:vit@v2"
+
+
+def test_the_api_module_is_reachable_from_a_plain_import():
+    import subprocess
+    import sys
+
+    code = "import lr0fm; print(lr0fm.api.check_model('eva02-b16').backend_text)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "openclip:EVA02-B-16/merged2b_s8b_b131k"
