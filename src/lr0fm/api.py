@@ -67,6 +67,7 @@ def evaluate(
     limit: int | None = None,
     db: str | Path = DEFAULT_DB,
     force: bool = False,
+    wait: bool = True,
     batch_size: int = 64,
     workers: int = 2,
     device: str = "auto",
@@ -87,6 +88,7 @@ def evaluate(
         data_root: the folder holding the datasets; split: a dataset split (not with a suite).
         download: fetch datasets torchvision can download. limit: the first N images only.
         db: the results database. force: recompute stored cells.
+        wait: wait for cells another process is computing in `db` (False: leave them to it).
         batch_size, workers, device ("auto", "cpu", "cuda[:N]"), precision ("fp32", "bf16", "fp16"),
         chunk_size (images per committed chunk): how to run.
 
@@ -95,7 +97,8 @@ def evaluate(
         top1, top5, mean_per_class_recall (fractions), n, n_skipped, run_id, ... A batch (a suite or "all")
         keeps going past missing datasets and unavailable weights: what it skipped is in
         `frame.attrs["skipped"]` (and logged), unsupported models left out of "all" in
-        `frame.attrs["not_planned"]`.
+        `frame.attrs["not_planned"]`. With `wait=False`, cells another process is computing are in
+        `frame.attrs["busy"]`.
 
     Raises:
         UserError: a bad option or unknown name; outside a batch also missing data or weights.
@@ -108,7 +111,7 @@ def evaluate(
         models=[models] if isinstance(models, str) else list(models),
         datasets=[] if datasets is None else [datasets] if isinstance(datasets, str) else list(datasets),
         resolutions=resolutions, protocol=protocol, suite=suite, weights=weights, data_root=data_root, split=split,
-        download=download, limit=limit, db=db, force=force, batch_size=batch_size, workers=workers, device=device,
+        download=download, limit=limit, db=db, force=force, wait=wait, batch_size=batch_size, workers=workers, device=device,
         precision=precision, chunk_size=chunk_size,
     )
     result = run_evaluation(config)
@@ -119,6 +122,7 @@ def evaluate(
     if result.batch:
         frame.attrs["skipped"] = [asdict(skip) for skip in result.skipped]
         frame.attrs["not_planned"] = [asdict(skip) for skip in result.not_planned]
+    frame.attrs["busy"] = [dict(zip(("model", "dataset", "resolutions", "holder"), cell)) for cell in result.busy]
     return frame
 
 

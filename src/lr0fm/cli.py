@@ -54,6 +54,7 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate only the first N images (a quick look)."),
     db: Path = DB_OPTION,
     force: bool = typer.Option(False, "--force", help="Recompute cells that are already in the database."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for cells another lr0fm process is computing in the same database (--no-wait: leave them to it, list them and exit with status 1)."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per forward pass."),
     workers: int = typer.Option(2, "--workers", "-w", help="DataLoader worker processes that decode and degrade images."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -63,6 +64,9 @@ def eval_command(
 
     With --suite or --model all the run keeps going past a missing dataset or unavailable weights, lists
     what it skipped at the end and exits with status 1 if it skipped anything.
+
+    Several processes may share one --db: each claims the cells it computes, and a cell another process
+    is computing is waited for (or, with --no-wait, left to it), never computed twice.
 
     Example: lr0fm eval --model openclip:ViT-B-32 --weights vitb32.safetensors --dataset folder:/data/pets -r native,64,32,16
 
@@ -75,12 +79,12 @@ def eval_command(
         raise UserError(f"--suite {suite} needs models: name them with --model (see `lr0fm list models`) or pass --model all.")
     config = EvalConfig(
         models=model or ["lr0fm-tiny"], datasets=dataset, resolutions=resolutions, protocol=protocol, weights=weights,
-        data_root=data_root, split=split, download=download, limit=limit, db=db, force=force,
+        data_root=data_root, split=split, download=download, limit=limit, db=db, force=force, wait=wait,
         batch_size=batch_size, workers=workers, device=device, precision=precision, suite=suite,
     )
     result = api.run_evaluation(config, console=err_console)
     _show(present.evaluation(result))
-    if result.batch and result.skipped:
+    if (result.batch and result.skipped) or result.busy:
         raise typer.Exit(1)
 
 

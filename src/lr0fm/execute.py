@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import platform
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,10 +33,11 @@ from .data.base import text_hash
 from .degrade import ViewMaker, to_rgb
 from .device import autocast, resolve_device
 from .errors import UserError
-from .models import ZeroShotModel
+from .leases import Heartbeat, Owner
+from .models import ModelSpec, ZeroShotModel
 from .plan import EVERY, CellOutcome, EvalConfig, Plan, Skip, WorkUnit
 from .resolution import Resolution
-from .store import ResultStore, RunKey
+from .store import LeaseLost, ResultStore, RunKey
 from .suites import Suite
 from .zeroshot import cached_classifier, logits, top_k
 
@@ -74,6 +76,12 @@ class EvalResult:
     def reused(self) -> int:
         """Cells found finished in the database."""
         return sum(len(o.reused) for o in self.outcomes)
+
+    @property
+    def busy(self) -> list[tuple[str, str, list[str], str]]:
+        """(model, dataset, resolutions, "HOST pid N") of the cells left to another process (no wait)."""
+        return [(o.model, o.dataset, list(o.held), ", ".join(sorted(set(o.held.values()))))
+                for o in self.outcomes if o.held]
 
     def unreadable_lines(self) -> list[str]:
         """One line per run that skipped unreadable images (counted in the store, examples from this pass)."""
@@ -226,17 +234,24 @@ def provenance(model: ZeroShotModel, dataset: ZeroShotDataset, config: EvalConfi
 
 def run_unit(store: ResultStore, model: ZeroShotModel, dataset: ZeroShotDataset, unit: WorkUnit,
              resolutions: tuple[Resolution, ...], config: EvalConfig, device: torch.device,
-             progress: Progress | None = None) -> CellOutcome:
+             progress: Progress | None = None, owner: Owner | None = None) -> CellOutcome:
     """Evaluate one unit in this process, resuming from what the store holds for these weights, and finish
-    its cells when the unit covers the whole dataset."""
+    its cells when the unit covers the whole dataset.
+
+    Only cells this process claims (`ResultStore.claim`, as `owner`) are computed; those a live process
+    holds are left in `CellOutcome.held`, those finished meanwhile are reused. With `config.force` the
+    claimed cells are reset first.
+    """
+    owner = owner or Owner.me()
     key = RunKey(model.spec, model.fingerprint(), dataset.name, dataset.fingerprint(), dataset.split, config.protocol)
     run_id = store.run_id(key, provenance(model, dataset, config, device))
     outcome = CellOutcome(model.spec, dataset.name, run_id, list(resolutions))
-    if config.force:
-        store.reset_run(run_id, list(resolutions))
-    finished = store.finished_resolutions(run_id)
-    pending = tuple(r for r in resolutions if r not in finished)
-    outcome.reused = [r for r in resolutions if r in finished]
+    claim = store.claim(run_id, resolutions, owner, force=config.force)
+    if config.force and claim.mine:
+        store.reset_run(run_id, claim.mine)
+    pending = tuple(r for r in resolutions if r in claim.mine)
+    outcome.reused = [r for r in resolutions if r in claim.finished]
+    outcome.held = dict(claim.held)
     if not pending:
         return outcome
 
@@ -249,12 +264,19 @@ def run_unit(store: ResultStore, model: ZeroShotModel, dataset: ZeroShotDataset,
                                  completed=start - unit.start)
         progress.start()
     advance = (lambda n: progress.advance(task, n)) if task is not None else (lambda n: None)
-    for chunk in predict_range(model, dataset, classifier, pending, start, unit.stop, config, device, advance):
-        store.add_chunk(run_id, chunk.start, chunk.labels, chunk.ok, chunk.top5)
-        outcome.skipped_images.extend(chunk.unreadable)
-    if unit.start == 0 and unit.stop == len(dataset):
-        for resolution in pending:
-            store.finish_resolution(run_id, resolution, len(dataset.classnames), resolution.side(model.image_size))
+    try:
+        for chunk in predict_range(model, dataset, classifier, pending, start, unit.stop, config, device, advance):
+            store.add_chunk(run_id, chunk.start, chunk.labels, chunk.ok, chunk.top5, owner=owner)
+            outcome.skipped_images.extend(chunk.unreadable)
+        if unit.start == 0 and unit.stop == len(dataset):
+            for resolution in pending:
+                store.finish_resolution(run_id, resolution, len(dataset.classnames),
+                                        resolution.side(model.image_size), owner=owner)
+    except LeaseLost:
+        # Another process took these cells over after our heartbeats stopped: it finishes them.
+        store.release(owner, run_id, pending)
+        outcome.held.update({r: "another lr0fm process" for r in pending})
+        return outcome
     outcome.computed = list(pending)
     if task is not None:
         progress.update(task, completed=unit.stop - unit.start)
@@ -262,7 +284,14 @@ def run_unit(store: ResultStore, model: ZeroShotModel, dataset: ZeroShotDataset,
 
 
 class LocalExecutor(Executor):
-    """Runs a plan in this process on one device, model by model."""
+    """Runs a plan in this process on one device, model by model.
+
+    Cells another process is computing in the same database are left to it: with `config.wait` (the
+    default) the executor waits for them at the end and computes any whose owner died; without, they are
+    listed in `EvalResult.busy`.
+    """
+
+    poll_s = 2.0  # how often a waiting executor looks at the cells another process holds
 
     def run(self, work: Plan, console: Console | None = None) -> EvalResult:
         config = work.config
@@ -273,58 +302,123 @@ class LocalExecutor(Executor):
         if not work.models:  # only unsupported models were named
             return result
         torch.manual_seed(0)
-        store: ResultStore | None = None
+        owner = Owner.me()
+        self._store: ResultStore | None = None
         try:
-            with _progress(console) as progress:
+            with _progress(console) as progress, Heartbeat(*_beat(Path(config.db), owner)):
                 lines = _BatchLines(work, progress) if work.batch else None
                 for spec, stored, units in work.by_model():
                     for cell in stored:
                         result.outcomes.append(cell)
                         if lines:
                             lines.say(f"{lines.step()} {escape(cell.model)} · {escape(cell.dataset)}: already stored")
-                    if not units:
-                        continue
-                    try:
-                        model = loader.load(spec, str(device))
-                        resolutions, dropped = work.resolutions_for(model.image_size)
-                    except UserError as error:
-                        if lines is None:
-                            raise
-                        every = len(units) == len(work.datasets)
-                        result.skipped.append(Skip(str(spec), EVERY if every else ", ".join(u.dataset for u in units),
-                                                   str(error)))
-                        lines.say(f"{lines.step(len(units))} {escape(str(spec))}: [yellow]skipped[/yellow] (see the end)")
-                        continue
-                    if dropped:
-                        result.skipped.append(Skip(str(spec), EVERY, f"{', '.join(dropped)} px "
-                                                   f"{'is' if len(dropped) == 1 else 'are'} not below its native "
-                                                   f"{model.image_size} px, so those cells stay empty"))
-                    for unit in units:
-                        store = store or ResultStore(config.db)
-                        try:
-                            outcome = run_unit(store, model, work.datasets[unit.dataset], unit, resolutions, config,
-                                               device, progress)
-                        except UserError as error:
-                            if lines is None:
-                                raise
-                            result.skipped.append(Skip(str(spec), unit.dataset, str(error)))
-                            lines.say(f"{lines.step()} {escape(str(spec))} · {escape(unit.dataset)}: "
-                                      "[yellow]skipped[/yellow] (see the end)")
-                            continue
-                        result.outcomes.append(outcome)
-                        if lines:
-                            again = f", {len(outcome.reused)} already stored" if outcome.reused else ""
-                            lines.say(f"{lines.step()} {escape(str(spec))} · {escape(unit.dataset)}: "
-                                      f"{len(outcome.computed)} computed{again}")
-                    del model  # freed before the next model loads
-            store = store or (ResultStore(config.db) if Path(config.db).is_file() else None)
+                    if units:
+                        self._run_model(work, spec, units, result, device, progress, lines, owner)
+                if config.wait:
+                    self._wait(work, result, device, progress, console, owner)
+            store = self._store or (ResultStore(config.db) if Path(config.db).is_file() else None)
+            self._store = store
             if store is not None:
                 wanted = {(o.run_id, r) for o in result.outcomes for r in o.resolutions}
                 result.rows = [row for row in store.results() if (row["run_id"], row["resolution"]) in wanted]
         finally:
-            if store is not None:
-                store.close()
+            if self._store is not None:
+                with contextlib.suppress(Exception):  # a full or read-only disk must not hide the first error
+                    self._store.release(owner)
+                self._store.close()
         return result
+
+    def _run_model(self, work: Plan, spec: ModelSpec, units: list[WorkUnit], result: EvalResult,
+                   device: torch.device, progress: Progress | None, lines: _BatchLines | None, owner: Owner,
+                   retry: list[CellOutcome] | None = None) -> None:
+        """Load `spec` once and run its units; with `retry`, the units are earlier outcomes' held cells and
+        what they give is merged into those outcomes."""
+        config = work.config
+        try:
+            model = loader.load(spec, str(device))
+            resolutions, dropped = work.resolutions_for(model.image_size)
+        except UserError as error:
+            if lines is None:
+                raise
+            every = len(units) == len(work.datasets)
+            result.skipped.append(Skip(str(spec), EVERY if every else ", ".join(u.dataset for u in units), str(error)))
+            lines.say(f"{lines.step(len(units))} {escape(str(spec))}: [yellow]skipped[/yellow] (see the end)")
+            return
+        if dropped and retry is None:
+            result.skipped.append(Skip(str(spec), EVERY, f"{', '.join(dropped)} px "
+                                       f"{'is' if len(dropped) == 1 else 'are'} not below its native "
+                                       f"{model.image_size} px, so those cells stay empty"))
+        for position, unit in enumerate(units):
+            self._store = self._store or ResultStore(config.db)
+            wanted = resolutions if retry is None else tuple(retry[position].held)
+            try:
+                outcome = run_unit(self._store, model, work.datasets[unit.dataset], unit, wanted,
+                                   config if retry is None else replace(config, force=False), device, progress, owner)
+            except UserError as error:
+                if lines is None:
+                    raise
+                result.skipped.append(Skip(str(spec), unit.dataset, str(error)))
+                lines.say(f"{lines.step()} {escape(str(spec))} · {escape(unit.dataset)}: "
+                          "[yellow]skipped[/yellow] (see the end)")
+                continue
+            if retry is not None:
+                retry[position].merge(outcome)
+                continue
+            result.outcomes.append(outcome)
+            if lines:
+                again = f", {len(outcome.reused)} already stored" if outcome.reused else ""
+                busy = f", {len(outcome.held)} left to another process" if outcome.held else ""
+                lines.say(f"{lines.step()} {escape(str(spec))} · {escape(unit.dataset)}: "
+                          f"{len(outcome.computed)} computed{again}{busy}")
+        del model  # freed before the next model loads
+
+    def _wait(self, work: Plan, result: EvalResult, device: torch.device, progress: Progress | None,
+              console: Console | None, owner: Owner) -> None:
+        """Wait for the cells other processes hold: reuse those they finish, compute those whose owner
+        died (its lease expired) as soon as they are free."""
+        said = False
+        while True:
+            held = [o for o in result.outcomes if o.held]
+            if not held:
+                return
+            if not said:
+                say = progress.console.print if progress is not None else (lambda line: log.info(render(line).plain))
+                say(f"Waiting for {sum(len(o.held) for o in held)} cell(s) that another lr0fm process is computing "
+                    f"({', '.join(sorted(set().union(*(o.held.values() for o in held))))}); "
+                    "Ctrl-C leaves them to it, --no-wait does not wait.")
+                said = True
+            free: dict[str, list[CellOutcome]] = {}
+            for outcome in held:
+                claim = self._store.claim(outcome.run_id, outcome.held, owner, dry_run=True)
+                outcome.reused += claim.finished
+                outcome.held = {r: who for r, who in outcome.held.items() if r not in claim.finished}
+                if claim.mine:
+                    free.setdefault(outcome.model, []).append(outcome)
+            for spec in work.models:
+                if str(spec) in free:
+                    outcomes = free[str(spec)]
+                    units = [next(u for u in work.units if u.model == spec and u.dataset == o.dataset) for o in outcomes]
+                    self._run_model(work, spec, units, result, device, progress, None, owner, retry=outcomes)
+            if any(o.held for o in result.outcomes) and not free:
+                time.sleep(self.poll_s)
+
+
+def _beat(db: Path, owner: Owner) -> tuple[Callable[[], None], None, Callable[[], None]]:
+    """(beat, interval, done) of `owner`'s heartbeat: run on its thread, with a connection of its own."""
+    local: list[ResultStore] = []
+
+    def beat() -> None:
+        if not local:
+            if not db.is_file():  # nothing claimed before the database exists
+                return
+            local.append(ResultStore(db))
+        local[0].heartbeat(owner)
+
+    def done() -> None:
+        for store in local:
+            store.close()
+
+    return beat, None, done
 
 
 class _BatchLines:

@@ -51,6 +51,7 @@ class EvalConfig:
         weights: a local weights file for the single model.
         data_root, split, download, limit: where and which images (limit: the first N only).
         db: the results database; force: recompute stored cells.
+        wait: wait for cells another process is computing in `db` (False: leave them to it and say so).
         batch_size, workers, device, precision, chunk_size: how to run.
     """
 
@@ -66,6 +67,7 @@ class EvalConfig:
     limit: int | None = None
     db: str | Path = DEFAULT_DB
     force: bool = False
+    wait: bool = True
     batch_size: int = 64
     workers: int = 2
     device: str = "auto"
@@ -93,6 +95,14 @@ class CellOutcome:
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     skipped_images: list[str] = field(default_factory=list)  # descriptions of images that could not be decoded
+    held: dict[str, str] = field(default_factory=dict)  # resolution -> "HOST pid N" of the process computing it
+
+    def merge(self, later: CellOutcome) -> None:
+        """Add what a later pass over this cell's held resolutions did."""
+        self.computed += later.computed
+        self.reused += later.reused
+        self.skipped_images += later.skipped_images
+        self.held = dict(later.held)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,10 @@ def evaluation(result) -> Shown:
     shown.err.append(Text(f"{result.computed} cell(s) computed, {result.reused} reused from {result.db} "
                           f"(use --force to recompute)."))
     shown.err += [_warning(line) for line in result.unreadable_lines()]
+    for model, dataset, resolutions, holder in result.busy:
+        shown.err.append(_warning(f"{model} · {dataset} at {', '.join(resolutions)}: another lr0fm process ({holder}) is "
+                                  f"computing {'it' if len(resolutions) == 1 else 'them'}; rerun the same command when "
+                                  f"it has finished to see the results."))
     if not result.batch:
         return shown
     skipped = result.skip_rows()

@@ -1,6 +1,6 @@
 """The SQLite results database: runs with provenance, per-sample predictions, per-resolution metrics.
 
-Layout (schema version 1, marked with ``PRAGMA application_id`` and ``PRAGMA user_version``):
+Layout (schema version 2, marked with ``PRAGMA application_id`` and ``PRAGMA user_version``):
 
 - ``runs``: one row per (model spec, weights fingerprint, dataset, dataset fingerprint, split, protocol),
   with the provenance as JSON.
@@ -12,6 +12,8 @@ Layout (schema version 1, marked with ``PRAGMA application_id`` and ``PRAGMA use
   per resolution before compression.
 - ``results``: one row per finished cell: accuracy over the readable samples, skip count, pixels,
   and a copy of the run's provenance at the time the cell was finished.
+- ``leases`` (schema 2): the process computing a cell (host, pid, token, heartbeat), so two processes
+  never compute one cell at once (`claim`; owners and liveness in `leases`).
 
 Overlap policy: new data wins. ``add_chunk`` over samples already stored trims or drops the
 overlapping parts of the old segments, so each sample is stored once per resolution.
@@ -34,12 +36,13 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import UserError
+from .leases import Owner, is_live
 from .metrics import accuracy_summary
 from .resolution import Resolution
 
 DEFAULT_DB = Path("lr0fm-results") / "results.sqlite"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # "LR0F" in ASCII: tells our databases apart from any other SQLite file.
 APPLICATION_ID = 0x4C523046
 TOP_K = 5
@@ -93,8 +96,40 @@ CREATE TABLE IF NOT EXISTS results (
 );
 """
 
-# Migrations from version v to v + 1, applied in order on open; none yet.
-_MIGRATIONS: dict[int, str] = {}
+# Migrations from version v to v + 1, applied in order on open.
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE IF NOT EXISTS leases (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    resolution TEXT NOT NULL,
+    token TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed_at TEXT NOT NULL,
+    heartbeat REAL NOT NULL,
+    PRIMARY KEY (run_id, resolution)
+) WITHOUT ROWID
+""",
+}
+
+
+class LeaseLost(UserError):
+    """This process's claim on a cell expired and another process took the cell over."""
+
+
+@dataclass
+class Claim:
+    """The outcome of `ResultStore.claim` for each asked resolution of one run.
+
+    Attributes:
+        mine: claimed by the caller now (or already): compute these.
+        finished: already finished by someone: reuse them.
+        held: live leases of other processes, resolution -> "HOST pid N".
+    """
+
+    mine: list[Resolution]
+    finished: list[Resolution]
+    held: dict[Resolution, str]
 
 
 @dataclass(frozen=True)
@@ -302,6 +337,73 @@ class ResultStore:
                 conn.execute("DELETE FROM chunks WHERE run_id = ? AND resolution = ?", (run_id, resolution))
                 conn.execute("DELETE FROM results WHERE run_id = ? AND resolution = ?", (run_id, resolution))
 
+    # leases ------------------------------------------------------------------------------------------
+
+    def claim(self, run_id: int, resolutions, owner: Owner, *, force: bool = False,
+              dry_run: bool = False) -> Claim:
+        """Claim the unfinished cells of `run_id` at `resolutions` that no live process holds, in one
+        transaction: a cell is never claimed by two processes, nor claimed once it is finished.
+
+        Args:
+            force: claim finished cells too (to recompute them), unless a live process holds them.
+            dry_run: only tell what a claim would give; `mine` then lists the cells free to claim.
+        """
+        now = datetime.now(timezone.utc).timestamp()
+        claim = Claim([], [], {})
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            finished = set() if force else self.finished_resolutions(run_id)
+            for resolution in dict.fromkeys(Resolution(r) for r in resolutions):
+                if resolution in finished:
+                    claim.finished.append(resolution)
+                    continue
+                row = conn.execute("SELECT token, host, pid, heartbeat FROM leases WHERE run_id = ? AND resolution = ?",
+                                   (run_id, resolution)).fetchone()
+                if row is not None and row[0] != owner.token and is_live(row[1], row[2], row[3], now):
+                    claim.held[resolution] = f"{row[1]} pid {row[2]}"
+                    continue
+                claim.mine.append(resolution)
+                if dry_run:
+                    continue
+                conn.execute("INSERT OR REPLACE INTO leases (run_id, resolution, token, host, pid, claimed_at, "
+                             "heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (run_id, resolution, owner.token, owner.host, owner.pid, _now(), now))
+        return claim
+
+    def heartbeat(self, owner: Owner) -> int:
+        """Refresh every lease of `owner`; returns how many it holds."""
+        now = datetime.now(timezone.utc).timestamp()
+        with self._write() as conn:
+            return conn.execute("UPDATE leases SET heartbeat = ? WHERE token = ?", (now, owner.token)).rowcount
+
+    def release(self, owner: Owner, run_id: int | None = None, resolutions=None) -> None:
+        """Drop the leases of `owner`: all of them, those of one run, or those of some of its cells."""
+        with self._write() as conn:
+            if run_id is None:
+                conn.execute("DELETE FROM leases WHERE token = ?", (owner.token,))
+                return
+            for resolution in ([None] if resolutions is None else {Resolution(r) for r in resolutions}):
+                conn.execute("DELETE FROM leases WHERE token = ? AND run_id = ? "
+                             + ("" if resolution is None else "AND resolution = ?"),
+                             (owner.token, run_id) + (() if resolution is None else (resolution,)))
+
+    def leases(self) -> list[dict]:
+        """Every lease row (run_id, resolution, host, pid, claimed_at, heartbeat), live or not."""
+        columns = ("run_id", "resolution", "host", "pid", "claimed_at", "heartbeat")
+        return [dict(zip(columns, row)) for row in
+                self._conn.execute(f"SELECT {', '.join(columns)} FROM leases ORDER BY run_id, resolution")]
+
+    def _check_lease(self, conn: sqlite3.Connection, run_id: int, resolutions, owner: Owner | None) -> None:
+        if owner is None:
+            return
+        for resolution in resolutions:
+            row = conn.execute("SELECT token, host, pid FROM leases WHERE run_id = ? AND resolution = ?",
+                               (run_id, resolution)).fetchone()
+            if row is None or row[0] != owner.token:
+                holder = f" by {row[1]} pid {row[2]}" if row else ""
+                raise LeaseLost(f"The cell {resolution} of run {run_id} was taken over{holder} after this "
+                                f"process missed its heartbeats; that process finishes it.")
+
     # chunks ------------------------------------------------------------------------------------------
 
     def _segments(self, conn: sqlite3.Connection, run_id: int, resolution: str) -> list[tuple[int, int]]:
@@ -324,11 +426,14 @@ class ResultStore:
         return self._prefix(self._segments(self._conn, run_id, Resolution(resolution)))
 
     def add_chunk(self, run_id: int, start: int, labels: np.ndarray, ok: np.ndarray,
-                  top5_by_resolution: dict[str, np.ndarray]) -> None:
+                  top5_by_resolution: dict[str, np.ndarray], owner: Owner | None = None) -> None:
         """Store samples [start, start + len(labels)) for every given resolution in one transaction.
 
         top5 arrays are (n, k) class indices with k <= 5, best first; they are padded to 5 with -1.
         Samples already stored for a resolution are replaced (new data wins).
+
+        Raises:
+            LeaseLost: `owner` is given and no longer holds the lease of one of these cells.
         """
         labels = _as_int32(np.asarray(labels).reshape(-1), "labels", 0)
         n = len(labels)
@@ -356,6 +461,7 @@ class ResultStore:
         packed_labels, packed_ok = _pack(labels), _pack(ok.astype(np.uint8))
         with self._write() as conn:
             self._require_run(conn, run_id)
+            self._check_lease(conn, run_id, prepared, owner)
             finished = self.finished_resolutions(run_id) & prepared.keys()
             if finished:
                 # A finished cell's metrics would silently go stale; --force must reset it first.
@@ -430,14 +536,19 @@ class ResultStore:
     # results -----------------------------------------------------------------------------------------
 
     def finish_resolution(self, run_id: int, resolution: str, n_classes: int, pixels: int,
-                          n_samples: int | None = None) -> dict:
-        """Score a cell from its stored chunks (readable samples only) and record the result.
+                          n_samples: int | None = None, owner: Owner | None = None) -> dict:
+        """Score a cell from its stored chunks (readable samples only) and record the result; the cell's
+        lease, if any, ends with it.
 
         `n_samples`, when given, must equal the number of stored samples (guards against a short run).
+
+        Raises:
+            LeaseLost: `owner` is given and no longer holds the cell's lease.
         """
         resolution = Resolution(resolution)
         with self._write() as conn:
             self._require_run(conn, run_id)
+            self._check_lease(conn, run_id, (resolution,), owner)
             labels, top5, ok, gap = self._read_cell(conn, run_id, resolution)
             if gap:
                 raise ValueError(f"run {run_id} at {resolution} has a gap after sample {len(labels)}; "
@@ -459,6 +570,7 @@ class ResultStore:
                  _nan_to_none(summary["top5"]), _nan_to_none(summary["mean_per_class_recall"]),
                  json.dumps(summary["per_class_recall"]), summary["n"], int((~ok).sum()), provenance, _now()),
             )
+            conn.execute("DELETE FROM leases WHERE run_id = ? AND resolution = ?", (run_id, resolution))
             return self._result(conn, run_id, resolution)
 
     def result(self, run_id: int, resolution: str) -> dict | None:
