@@ -305,13 +305,20 @@ def training_progress(console: Console, steps: int) -> Iterator[Callable[[int, f
     """A progress bar of token training on `console`; yields the `callback(step, loss)` that advances it."""
     columns = (TextColumn("tokens"), BarColumn(), MofNCompleteColumn(), TextColumn("steps · loss {task.fields[loss]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("train", total=steps, loss=DASH)
+    # Started by the first step, so an error while loading the model or a checkpoint leaves no bar above it.
+    progress = Progress(*columns, console=console)
+    task = progress.add_task("train", total=steps, loss=DASH)
 
-        def advance(step: int, loss: float) -> None:
-            progress.update(task, completed=step, loss=f"{loss:.4f}")
+    def advance(step: int, loss: float) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=step, loss=f"{loss:.4f}")
 
+    try:
         yield advance
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def tokens_trained(result, model: str, out) -> Shown:

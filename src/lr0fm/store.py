@@ -254,10 +254,19 @@ class ResultStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: the lock is taken up front, committed on success, rolled back on error."""
-        with self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
-            yield self._conn
+        """A write transaction: the lock is taken up front, committed on success, rolled back on error.
+
+        Raises:
+            UserError: the write failed for a reason outside lr0fm (a full disk, a file size limit, a file
+                made read-only, a lock held past the busy timeout); the database keeps its last commit.
+        """
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                yield self._conn
+        except sqlite3.OperationalError as error:
+            raise UserError(f"Cannot write to the results database {self.path} ({error}); check that its disk has "
+                            f"space and the file is writable, then rerun the same command to resume.") from None
 
     # lifecycle ---------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,6 +134,9 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def _load_checkpoint(path: Path, run_key: dict) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"Checkpoint {path} holds pickled objects that lr0fm refuses to load, because unpickling "
+                        f"them could run code; delete it and train again with --overwrite.") from None
     except Exception:
         raise UserError(f"Checkpoint {path} is unreadable; delete it and train again with --overwrite.") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
