@@ -83,9 +83,28 @@ run_evaluation(EvalConfig(db=sys.argv[1], limit=int(sys.argv[2]), chunk_size=100
 """
 
 
+def kill_at_random(command: list[str], whole: float, window: tuple[float, float], seed: int,
+                   check, kills: int = 3) -> tuple[int, int]:
+    """Start `command` and SIGKILL it at a random moment in `window` × `whole` seconds, until `kills` kills
+    have landed mid-run (at most 3 × `kills` tries); `check()` after each. Returns (kills, tries)."""
+    rng = random.Random(seed)
+    survived = attempts = 0
+    while survived < kills and attempts < 3 * kills:  # each resume has less left to do: aim early
+        attempts += 1
+        child = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(*window) * whole)
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            survived += 1
+        child.wait()
+        check()
+    assert survived >= kills, f"only {survived} of {attempts} kills landed mid-run"
+    return survived, attempts
+
+
 @pytest.mark.slow
 def test_a_sweep_killed_at_random_moments_resumes_to_the_same_predictions(tmp_path):
-    limit, kills = 1500, 3
+    limit = 1500
     reference = tmp_path / "reference.sqlite"
     subprocess.run([sys.executable, "-c", SWEEP, str(reference), str(limit)], check=True, env=ENV, timeout=600)
     start = time.monotonic()
@@ -93,24 +112,17 @@ def test_a_sweep_killed_at_random_moments_resumes_to_the_same_predictions(tmp_pa
                    timeout=600)
     whole = time.monotonic() - start
     db = tmp_path / "killed.sqlite"
-    rng = random.Random(11)
-    survived = attempts = 0
-    while survived < kills and attempts < 3 * kills:  # each resume has less left to do: aim early
-        attempts += 1
-        child = subprocess.Popen([sys.executable, "-c", SWEEP, str(db), str(limit)], env=ENV,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.15, 0.45) * whole)
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-            survived += 1
-        child.wait()
+
+    def intact() -> None:
         if db.exists():
             assert integrity(db) == "ok"
+
+    survived, attempts = kill_at_random([sys.executable, "-c", SWEEP, str(db), str(limit)], whole, (0.15, 0.45), 11,
+                                        intact)
     subprocess.run([sys.executable, "-c", SWEEP, str(db), str(limit)], check=True, env=ENV, timeout=600)
     assert integrity(db) == "ok"
     assert coverage(db) == {r: (limit, 1) for r in coverage(reference)}
     assert_same_predictions(db, reference)
-    assert survived >= kills, f"only {survived} of {attempts} kills landed mid-run"
     figures(test="sweep SIGKILL", kills=survived, attempts=attempts, samples_compared=limit * len(coverage(reference)))
 
 
@@ -133,24 +145,17 @@ def test_token_training_killed_at_random_moments_resumes_bit_for_bit(tmp_path):
     subprocess.run([sys.executable, "-c", TRAIN, str(pool), str(straight), "fresh"], check=True, env=ENV, timeout=600)
     whole = time.monotonic() - start
     out = tmp_path / "killed.safetensors"
-    rng = random.Random(5)
-    survived = attempts = 0
-    while survived < 3 and attempts < 9:
-        attempts += 1
-        child = subprocess.Popen([sys.executable, "-c", TRAIN, str(pool), str(out), "resume"], env=ENV,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 0.6) * whole)
-        if child.poll() is None:
-            child.send_signal(signal.SIGKILL)
-            survived += 1
-        child.wait()
-        if out.exists():  # written at the end, atomically: a kill after that leaves it whole
+
+    def whole_or_absent() -> None:  # the tokens file is written at the end, atomically
+        if out.exists():
             read_tokens(out)
+
+    survived, attempts = kill_at_random([sys.executable, "-c", TRAIN, str(pool), str(out), "resume"], whole,
+                                        (0.3, 0.6), 5, whole_or_absent)
     subprocess.run([sys.executable, "-c", TRAIN, str(pool), str(out), "resume"], check=True, env=ENV, timeout=600)
     _, a = read_tokens(straight)
     _, b = read_tokens(out)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert survived >= 3, f"only {survived} of {attempts} kills landed mid-run"
     figures(test="training SIGKILL", kills=survived, attempts=attempts, tensors_compared=len(a))
 
 
