@@ -304,6 +304,7 @@ class LocalExecutor(Executor):
         torch.manual_seed(0)
         owner = Owner.me()
         self._store: ResultStore | None = None
+        self._held: list[tuple[ModelSpec, WorkUnit, CellOutcome]] = []  # cells other processes compute
         try:
             with _progress(console) as progress, Heartbeat(*_beat(Path(config.db), owner)):
                 lines = _BatchLines(work, progress) if work.batch else None
@@ -315,7 +316,7 @@ class LocalExecutor(Executor):
                     if units:
                         self._run_model(work, spec, units, result, device, progress, lines, owner)
                 if config.wait:
-                    self._wait(work, result, device, progress, console, owner)
+                    self._wait(work, result, device, progress, owner)
             store = self._store or (ResultStore(config.db) if Path(config.db).is_file() else None)
             self._store = store
             if store is not None:
@@ -365,6 +366,8 @@ class LocalExecutor(Executor):
                 retry[position].merge(outcome)
                 continue
             result.outcomes.append(outcome)
+            if outcome.held:
+                self._held.append((spec, unit, outcome))
             if lines:
                 again = f", {len(outcome.reused)} already stored" if outcome.reused else ""
                 busy = f", {len(outcome.held)} left to another process" if outcome.held else ""
@@ -373,33 +376,31 @@ class LocalExecutor(Executor):
         del model  # freed before the next model loads
 
     def _wait(self, work: Plan, result: EvalResult, device: torch.device, progress: Progress | None,
-              console: Console | None, owner: Owner) -> None:
+              owner: Owner) -> None:
         """Wait for the cells other processes hold: reuse those they finish, compute those whose owner
         died (its lease expired) as soon as they are free."""
         said = False
         while True:
-            held = [o for o in result.outcomes if o.held]
+            held = [(spec, unit, o) for spec, unit, o in self._held if o.held]
             if not held:
                 return
             if not said:
                 say = progress.console.print if progress is not None else (lambda line: log.info(render(line).plain))
-                say(f"Waiting for {sum(len(o.held) for o in held)} cell(s) that another lr0fm process is computing "
-                    f"({', '.join(sorted(set().union(*(o.held.values() for o in held))))}); "
-                    "Ctrl-C leaves them to it, --no-wait does not wait.")
+                holders = sorted(set().union(*(o.held.values() for _, _, o in held)))
+                say(f"Waiting for {sum(len(o.held) for _, _, o in held)} cell(s) that another lr0fm process is "
+                    f"computing ({', '.join(holders)}); Ctrl-C leaves them to it, --no-wait does not wait.")
                 said = True
-            free: dict[str, list[CellOutcome]] = {}
-            for outcome in held:
+            free: dict[ModelSpec, list[tuple[WorkUnit, CellOutcome]]] = {}
+            for spec, unit, outcome in held:
                 claim = self._store.claim(outcome.run_id, outcome.held, owner, dry_run=True)
                 outcome.reused += claim.finished
                 outcome.held = {r: who for r, who in outcome.held.items() if r not in claim.finished}
                 if claim.mine:
-                    free.setdefault(outcome.model, []).append(outcome)
-            for spec in work.models:
-                if str(spec) in free:
-                    outcomes = free[str(spec)]
-                    units = [next(u for u in work.units if u.model == spec and u.dataset == o.dataset) for o in outcomes]
-                    self._run_model(work, spec, units, result, device, progress, None, owner, retry=outcomes)
-            if any(o.held for o in result.outcomes) and not free:
+                    free.setdefault(spec, []).append((unit, outcome))
+            for spec, pairs in free.items():
+                self._run_model(work, spec, [unit for unit, _ in pairs], result, device, progress, None, owner,
+                                retry=[outcome for _, outcome in pairs])
+            if not free:
                 time.sleep(self.poll_s)
 
 
