@@ -200,39 +200,25 @@ def test_two_evaluations_at_once_share_one_database(tmp_path, second):
 
 
 def bad_corpus(folder: Path) -> tuple[set[str], set[str]]:
-    """Files that must be skipped and files that must evaluate, written into `folder`."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(3)
+    """Files that must be skipped and files that must evaluate, written into `folder`: the runner tests'
+    odd images (zero bytes, random bytes, truncated JPEG and PNG, CMYK, RGBA, 16-bit, palette, 1-bit, ...)
+    and the rest of the issue's list."""
+    from test_runner import noise, write_odd_images
 
-    def noise(size, mode="RGB"):
-        array = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        return Image.fromarray(array).convert(mode)
-
-    (folder / "zero-bytes.jpg").write_bytes(b"")
+    bad, good = write_odd_images(folder)
     (folder / "text.png").write_text("this is not an image\n")
-    for name in ("truncated.jpg", "truncated.png"):
-        noise((80, 60)).save(folder / name)
-        data = (folder / name).read_bytes()
-        (folder / name).write_bytes(data[: len(data) // 2])
     Image.new("L", (12_000, 12_000)).save(folder / "bomb.png")  # 144 Mpx: past Pillow's limit, 140 kB on disk
     (folder / "dangling.png").symlink_to(folder / "gone.png")
     (folder / "loop-a.png").symlink_to(folder / "loop-b.png")
     (folder / "loop-b.png").symlink_to(folder / "loop-a.png")
-    bad = {"zero-bytes.jpg", "text.png", "truncated.jpg", "truncated.png", "bomb.png", "dangling.png",
-           "loop-a.png", "loop-b.png"}
+    bad |= {"text.png", "bomb.png", "dangling.png", "loop-a.png", "loop-b.png"}
 
-    Image.new("CMYK", (30, 20), (0, 128, 128, 0)).save(folder / "cmyk.jpg")
-    Image.fromarray(np.arange(600, dtype=np.uint16).reshape(20, 30) * 100).save(folder / "grey16.png")
-    noise((30, 20), "RGBA").save(folder / "rgba.png")
-    palette = noise((30, 20)).convert("P", palette=Image.ADAPTIVE, colors=16)
-    palette.info["transparency"] = 0
+    palette = noise((30, 20), seed=1).convert("P", palette=Image.ADAPTIVE, colors=16)
     palette.save(folder / "palette-transparent.png", transparency=0)
-    noise((30, 20), "1").save(folder / "one-bit.png")
-    frames = [noise((30, 20)).convert("P") for _ in range(3)]
+    frames = [noise((30, 20), "P", seed=seed) for seed in range(3)]
     frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=50, loop=0)
     noise((1, 1)).save(folder / "one-by-one.png")
-    good = {"cmyk.jpg", "grey16.png", "rgba.png", "palette-transparent.png", "one-bit.png", "animated.gif",
-            "one-by-one.png"}
+    good |= {"palette-transparent.png", "animated.gif", "one-by-one.png"}
     from PIL import features
 
     if features.check("webp"):

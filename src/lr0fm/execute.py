@@ -306,7 +306,7 @@ class LocalExecutor(Executor):
         self._store: ResultStore | None = None
         self._held: list[tuple[ModelSpec, WorkUnit, CellOutcome]] = []  # cells other processes compute
         try:
-            with _progress(console) as progress, Heartbeat(*_beat(Path(config.db), owner)):
+            with _progress(console) as progress, _heartbeat(Path(config.db), owner):
                 lines = _BatchLines(work, progress) if work.batch else None
                 for spec, stored, units in work.by_model():
                     for cell in stored:
@@ -317,11 +317,10 @@ class LocalExecutor(Executor):
                         self._run_model(work, spec, units, result, device, progress, lines, owner)
                 if config.wait:
                     self._wait(work, result, device, progress, owner)
-            store = self._store or (ResultStore(config.db) if Path(config.db).is_file() else None)
-            self._store = store
-            if store is not None:
+            self._store = self._store or (ResultStore(config.db) if Path(config.db).is_file() else None)
+            if self._store is not None:
                 wanted = {(o.run_id, r) for o in result.outcomes for r in o.resolutions}
-                result.rows = [row for row in store.results() if (row["run_id"], row["resolution"]) in wanted]
+                result.rows = [row for row in self._store.results() if (row["run_id"], row["resolution"]) in wanted]
         finally:
             if self._store is not None:
                 with contextlib.suppress(Exception):  # a full or read-only disk must not hide the first error
@@ -385,7 +384,7 @@ class LocalExecutor(Executor):
             if not held:
                 return
             if not said:
-                say = progress.console.print if progress is not None else (lambda line: log.info(render(line).plain))
+                say = _say(progress)
                 holders = sorted(set().union(*(o.held.values() for _, _, o in held)))
                 say(f"Waiting for {sum(len(o.held) for _, _, o in held)} cell(s) that another lr0fm process is "
                     f"computing ({', '.join(holders)}); Ctrl-C leaves them to it, --no-wait does not wait.")
@@ -404,8 +403,8 @@ class LocalExecutor(Executor):
                 time.sleep(self.poll_s)
 
 
-def _beat(db: Path, owner: Owner) -> tuple[Callable[[], None], None, Callable[[], None]]:
-    """(beat, interval, done) of `owner`'s heartbeat: run on its thread, with a connection of its own."""
+def _heartbeat(db: Path, owner: Owner) -> Heartbeat:
+    """The heartbeat of `owner`'s leases in `db`, on its own thread with a connection of its own."""
     local: list[ResultStore] = []
 
     def beat() -> None:
@@ -419,7 +418,15 @@ def _beat(db: Path, owner: Owner) -> tuple[Callable[[], None], None, Callable[[]
         for store in local:
             store.close()
 
-    return beat, None, done
+    return Heartbeat(beat, done=done)
+
+
+def _say(progress: Progress | None) -> Callable[[str], None]:
+    """Where a line of rich markup goes: above the progress bars, or, with no console (the Python API), to
+    the log as plain text."""
+    if progress is not None:
+        return progress.console.print
+    return lambda line: log.info(render(line).plain)
 
 
 class _BatchLines:
@@ -428,10 +435,7 @@ class _BatchLines:
     def __init__(self, work: Plan, progress: Progress | None):
         self.total = len(work.models) * len(work.datasets)
         self.done = 0
-        if progress is not None:
-            self.say: Callable[[str], None] = progress.console.print
-        else:  # no console (the Python API): plain text to the log
-            self.say = lambda line: log.info(render(line).plain)
+        self.say = _say(progress)
         suite = work.suite
         grid = ",".join(suite.resolutions) if suite else "resolutions as given"
         title = f"Suite {suite.name}" if suite else "Batch"

@@ -55,11 +55,10 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
-def is_live(host: str, pid: int, heartbeat: float, now: float | None = None, ttl: float | None = None) -> bool:
+def is_live(host: str, pid: int, heartbeat: float, now: float | None = None) -> bool:
     """Whether a lease written by (host, pid) with this last heartbeat (Unix seconds) still holds."""
     now = time.time() if now is None else now
-    ttl = LEASE_TTL_S if ttl is None else ttl
-    if now - heartbeat > ttl:
+    if now - heartbeat > LEASE_TTL_S:
         return False
     return host != socket.gethostname() or pid_exists(pid)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -357,7 +358,7 @@ class ResultStore:
             force: claim finished cells too (to recompute them), unless a live process holds them.
             dry_run: only tell what a claim would give; `mine` then lists the cells free to claim.
         """
-        now = datetime.now(timezone.utc).timestamp()
+        now = time.time()
         claim = Claim([], [], {})
         with self._write() as conn:
             self._require_run(conn, run_id)
@@ -369,7 +370,7 @@ class ResultStore:
                 row = conn.execute("SELECT token, host, pid, heartbeat FROM leases WHERE run_id = ? AND resolution = ?",
                                    (run_id, resolution)).fetchone()
                 if row is not None and row[0] != owner.token and is_live(row[1], row[2], row[3], now):
-                    claim.held[resolution] = f"{row[1]} pid {row[2]}"
+                    claim.held[resolution] = Owner(row[1], row[2], row[0]).describe()
                     continue
                 claim.mine.append(resolution)
                 if dry_run:
@@ -381,7 +382,7 @@ class ResultStore:
 
     def heartbeat(self, owner: Owner) -> int:
         """Refresh every lease of `owner`; returns how many it holds."""
-        now = datetime.now(timezone.utc).timestamp()
+        now = time.time()
         with self._write() as conn:
             return conn.execute("UPDATE leases SET heartbeat = ? WHERE token = ?", (now, owner.token)).rowcount
 
@@ -390,11 +391,11 @@ class ResultStore:
         with self._write() as conn:
             if run_id is None:
                 conn.execute("DELETE FROM leases WHERE token = ?", (owner.token,))
-                return
-            for resolution in ([None] if resolutions is None else {Resolution(r) for r in resolutions}):
-                conn.execute("DELETE FROM leases WHERE token = ? AND run_id = ? "
-                             + ("" if resolution is None else "AND resolution = ?"),
-                             (owner.token, run_id) + (() if resolution is None else (resolution,)))
+            elif resolutions is None:
+                conn.execute("DELETE FROM leases WHERE token = ? AND run_id = ?", (owner.token, run_id))
+            else:
+                conn.executemany("DELETE FROM leases WHERE token = ? AND run_id = ? AND resolution = ?",
+                                 [(owner.token, run_id, r) for r in {Resolution(r) for r in resolutions}])
 
     def leases(self) -> list[dict]:
         """Every lease row (run_id, resolution, host, pid, claimed_at, heartbeat), live or not."""
@@ -409,7 +410,7 @@ class ResultStore:
             row = conn.execute("SELECT token, host, pid FROM leases WHERE run_id = ? AND resolution = ?",
                                (run_id, resolution)).fetchone()
             if row is None or row[0] != owner.token:
-                holder = f" by {row[1]} pid {row[2]}" if row else ""
+                holder = f" by {Owner(row[1], row[2], row[0]).describe()}" if row else ""
                 raise LeaseLost(f"The cell {resolution} of run {run_id} was taken over{holder} after this "
                                 f"process missed its heartbeats; that process finishes it.")
 
