@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The optional extras the tests exercise: Ray (the cluster executor's tests start a local cluster).
+.venv/bin/python -m pip install -q -e ".[test,ray]"
 # Headless Chromium renders the HTML report and pdflatex compiles report.tex in their tests (each test is
 # skipped where its tool is missing).
 missing=()

@@ -13,7 +13,6 @@ import random
 import resource
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import torch
 from PIL import Image
 
 from lr0fm.store import ResultStore
+from storecheck import assert_same_predictions, cells, coverage, integrity
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COLUMNS": "250",
@@ -34,41 +34,6 @@ CLI = [sys.executable, "-c", "from lr0fm.cli import main; main()"]
 
 def figures(**values) -> None:
     print("FAULTS: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-
-
-def integrity(db: Path) -> str:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def cells(db: Path) -> dict:
-    """(resolution) -> (labels, top5, ok) of the one run in `db`, over every stored sample, and the rows."""
-    with ResultStore(db) as store:
-        rows = store.results()
-        run_ids = {row["run_id"] for row in rows}
-        assert len(run_ids) == 1, rows
-        run_id = run_ids.pop()
-        return {row["resolution"]: store.predictions(run_id, row["resolution"]) for row in rows}, rows
-
-
-def coverage(db: Path) -> dict:
-    """resolution -> (samples stored, the most rows any one sample has)."""
-    with sqlite3.connect(db) as conn:
-        found = {}
-        for resolution, start, stop in conn.execute("SELECT resolution, start, stop FROM chunks"):
-            found.setdefault(resolution, []).extend(range(start, stop))
-    return {r: (len(v), int(np.bincount(v).max())) for r, v in found.items()}
-
-
-def assert_same_predictions(db: Path, reference: Path) -> None:
-    got, got_rows = cells(db)
-    want, want_rows = cells(reference)
-    assert got.keys() == want.keys()
-    for resolution in want:
-        for a, b in zip(got[resolution], want[resolution]):
-            np.testing.assert_array_equal(a, b)
-    keys = ("resolution", "top1", "top5", "mean_per_class_recall", "n", "n_skipped")
-    assert [[r[k] for k in keys] for r in got_rows] == [[r[k] for k in keys] for r in want_rows]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,7 +244,7 @@ def one_file_dataset(tmp_path_factory):
 
 
 def check_views(dataset, path, makers, data: bytes, counter: dict) -> None:
-    from lr0fm.execute import _Views
+    from lr0fm.execute import ImageViews as _Views
 
     path.write_bytes(data)
     for maker in makers:

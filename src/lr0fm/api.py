@@ -2,7 +2,8 @@
 
 `evaluate` is the one entry point of evaluation for the CLI and for Python: it builds an EvalConfig, plans
 it (`plan.plan`: names resolved, defaults and the suite filled in, stored cells subtracted, the batch
-policy decided) and runs the plan on an executor (`execute.LocalExecutor`).
+policy decided) and runs the plan on an executor: `execute.LocalExecutor` in this process, or
+`execute.cluster.RayExecutor` on a Ray cluster (`executor="ray"`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def run_evaluation(config: EvalConfig, console: Console | None = None) -> EvalResult:
-    """Plan `config` and execute the plan in this process.
+    """Plan `config` and execute the plan on the executor it names (this process, or a Ray cluster).
 
     Args:
         config: what to evaluate (`plan.EvalConfig`).
@@ -47,10 +48,11 @@ def run_evaluation(config: EvalConfig, console: Console | None = None) -> EvalRe
         >>> result = run_evaluation(EvalConfig(models=["lr0fm-tiny"], resolutions="native,16,8"))
         >>> result.computed, result.reused
     """
-    from .execute import LocalExecutor
+    from .execute import executor_for
     from .plan import plan
 
-    return LocalExecutor().run(plan(config), console)
+    work = plan(config)
+    return executor_for(work.config).run(work, console)
 
 
 def evaluate(
@@ -73,6 +75,10 @@ def evaluate(
     device: str = "auto",
     precision: str = "fp32",
     chunk_size: int = CHUNK_SIZE,
+    executor: str = "local",
+    address: str | None = None,
+    gpus_per_worker: float | None = None,
+    model_workers: int | None = None,
 ) -> pd.DataFrame:
     """Zero-shot accuracy of each model on each dataset at native and low resolutions.
 
@@ -91,6 +97,11 @@ def evaluate(
         wait: wait for cells another process is computing in `db` (False: leave them to it).
         batch_size, workers, device ("auto", "cpu", "cuda[:N]"), precision ("fp32", "bf16", "fp16"),
         chunk_size (images per committed chunk): how to run.
+        executor: "local" (this process) or "ray" (a Ray cluster: `pip install 'lr0fm[ray]'`; datasets must
+            be at a path every node sees).
+        address: with ray, the cluster ("auto", "HOST:PORT", "ray://HOST:PORT"; None: RAY_ADDRESS, else a
+            new local one). gpus_per_worker: GPUs per model worker (None: 1 where the cluster has GPUs,
+            else 0). model_workers: how many (None: one per GPU share, or one per node without GPUs).
 
     Returns:
         One row per (model, dataset, resolution): model_spec, dataset, split, protocol, resolution, pixels,
@@ -106,13 +117,15 @@ def evaluate(
     Example:
         >>> lr0fm.evaluate("lr0fm-tiny", "fashion_mnist", resolutions="native,16,8")
         >>> lr0fm.evaluate(["eva02-b16", "siglip-b16"], suite="lr0fm", data_root="/datasets")
+        >>> lr0fm.evaluate("all", suite="lr0fm", data_root="/shared/datasets", executor="ray", address="auto")
     """
     config = EvalConfig(
         models=[models] if isinstance(models, str) else list(models),
         datasets=[] if datasets is None else [datasets] if isinstance(datasets, str) else list(datasets),
         resolutions=resolutions, protocol=protocol, suite=suite, weights=weights, data_root=data_root, split=split,
         download=download, limit=limit, db=db, force=force, wait=wait, batch_size=batch_size, workers=workers, device=device,
-        precision=precision, chunk_size=chunk_size,
+        precision=precision, chunk_size=chunk_size, executor=executor, address=address,
+        gpus_per_worker=gpus_per_worker, model_workers=model_workers,
     )
     result = run_evaluation(config)
     for skip in result.skipped:

@@ -59,6 +59,10 @@ def eval_command(
     workers: int = typer.Option(2, "--workers", "-w", help="DataLoader worker processes that decode and degrade images."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, bf16 or fp16 (autocast)."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray (a Ray cluster: CPU tasks decode, GPU workers run the models; pip install 'lr0fm[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="With --executor ray: the cluster, auto or HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, else a new cluster on this machine)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="With --executor ray: GPUs per model worker (default 1 where the cluster has GPUs, else 0; 0.5 puts two on a GPU)."),
+    model_workers: Optional[int] = typer.Option(None, "--model-workers", help="With --executor ray: how many model workers (default: one per GPU share, or one per node on a CPU-only cluster)."),
 ):
     """Evaluate models zero-shot at native and low resolutions; finished cells are skipped (resumable).
 
@@ -71,6 +75,8 @@ def eval_command(
     Example: lr0fm eval --model openclip:ViT-B-32 --weights vitb32.safetensors --dataset folder:/data/pets -r native,64,32,16
 
     Example: lr0fm eval --suite lr0fm --data-root /datasets --model eva02-b16 --model metaclip-b16-2.5b
+
+    Example: lr0fm eval --suite lr0fm --model all --executor ray --address auto --data-root /shared/datasets
     """
     from . import api
     from .plan import EvalConfig
@@ -81,6 +87,7 @@ def eval_command(
         models=model or ["lr0fm-tiny"], datasets=dataset, resolutions=resolutions, protocol=protocol, weights=weights,
         data_root=data_root, split=split, download=download, limit=limit, db=db, force=force, wait=wait,
         batch_size=batch_size, workers=workers, device=device, precision=precision, suite=suite,
+        executor=executor, address=address, gpus_per_worker=gpus_per_worker, model_workers=model_workers,
     )
     result = api.run_evaluation(config, console=err_console)
     _show(present.evaluation(result))

@@ -34,6 +34,7 @@ ALL_MODELS = "all"  # --model all: every supported registry model
 EVERY = ""  # Skip.model or Skip.dataset when a skip concerns every model or every dataset
 CHUNK_SIZE = 1024  # samples per committed chunk: the most a killed run can lose
 EVAL_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast dtypes of a forward pass (fp16 on GPU only)
+EXECUTORS = ("local", "ray")  # this process, or a Ray cluster (execute/)
 
 Policy = Literal["stop", "skip"]
 
@@ -52,7 +53,14 @@ class EvalConfig:
         data_root, split, download, limit: where and which images (limit: the first N only).
         db: the results database; force: recompute stored cells.
         wait: wait for cells another process is computing in `db` (False: leave them to it and say so).
-        batch_size, workers, device, precision, chunk_size: how to run.
+        batch_size, workers, device, precision, chunk_size: how to run (on a cluster, `device` and
+            `workers` are those of each worker).
+        executor: "local" (this process) or "ray" (a Ray cluster).
+        address: with ray, the cluster to join ("auto", "HOST:PORT", "ray://HOST:PORT"; None: the one
+            RAY_ADDRESS names, else a new one on this machine).
+        gpus_per_worker: with ray, GPUs per model worker (None: 1 where the cluster has GPUs, else 0).
+        model_workers: with ray, how many model workers (None: one per GPU share, or one per node on a
+            CPU-only cluster).
     """
 
     models: Sequence[str] = ("lr0fm-tiny",)
@@ -73,6 +81,10 @@ class EvalConfig:
     device: str = "auto"
     precision: str = "fp32"
     chunk_size: int = CHUNK_SIZE
+    executor: str = "local"
+    address: str | None = None
+    gpus_per_worker: float | None = None
+    model_workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,12 @@ class WorkUnit:
     resolutions: tuple[Resolution, ...] | None
     start: int
     stop: int
+
+    def ranges(self, size: int) -> list[tuple[int, int]]:
+        """[start, stop) of the unit cut at multiples of `size` (counted from image 0, so a rerun cuts the
+        same ranges): the pieces an executor for many workers computes, retries and commits one by one."""
+        edges = [self.start, *range((self.start // size + 1) * size, self.stop, size), self.stop]
+        return list(zip(edges, edges[1:]))
 
 
 @dataclass
@@ -236,7 +254,20 @@ def _with_defaults(config: EvalConfig) -> tuple[EvalConfig, Suite | None]:
 def _check_options(config: EvalConfig) -> None:
     if config.protocol not in PROTOCOLS:
         raise UserError(f"Unknown protocol {config.protocol!r}; use one of: {', '.join(PROTOCOLS)}.")
-    parse_precision(config.precision, EVAL_PRECISIONS, resolve_device(config.device))
+    if config.executor not in EXECUTORS:
+        raise UserError(f"Unknown executor {config.executor!r}; use one of: {', '.join(EXECUTORS)}.")
+    if config.executor == "local":
+        cluster = [flag for flag, value in (("--address", config.address), ("--gpus-per-worker", config.gpus_per_worker),
+                                            ("--model-workers", config.model_workers)) if value is not None]
+        if cluster:
+            raise UserError(f"{', '.join(cluster)} only apply to a cluster; add --executor ray, or drop them.")
+        parse_precision(config.precision, EVAL_PRECISIONS, resolve_device(config.device))
+    else:  # the device is each worker's, checked there; here only what can be told without one
+        parse_precision(config.precision, EVAL_PRECISIONS, _device_name(config.device))
+        if config.gpus_per_worker is not None and config.gpus_per_worker < 0:
+            raise UserError(f"--gpus-per-worker must be 0 or more, not {config.gpus_per_worker:g}.")
+        if config.model_workers is not None and config.model_workers <= 0:
+            raise UserError(f"--model-workers must be a positive number, not {config.model_workers}.")
     if config.batch_size <= 0 or config.workers < 0:
         raise UserError("--batch-size must be positive and --workers zero or more.")
     if not config.models or not config.datasets:
@@ -244,6 +275,16 @@ def _check_options(config: EvalConfig) -> None:
     db = Path(config.db)
     if db.exists() and db.is_dir():
         raise UserError(f"--db {db} is a directory; give the path of a .sqlite file.")
+
+
+def _device_name(device: str):
+    """The device a name means, without asking this machine whether it has one ("auto" counts as CUDA)."""
+    import torch
+
+    try:
+        return torch.device("cuda" if device == "auto" else device)
+    except RuntimeError as error:
+        raise UserError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from error
 
 
 def _expand_models(config: EvalConfig, policy: Policy) -> tuple[list[ModelSpec], list[Skip], list[Skip]]:
@@ -316,4 +357,4 @@ def _stored_cells(store: ResultStore, spec: ModelSpec, work: Plan,
     return found
 
 
-__all__ = ["ALL_MODELS", "CHUNK_SIZE", "CellOutcome", "EVERY", "EvalConfig", "Plan", "Skip", "WorkUnit", "plan"]
+__all__ = ["ALL_MODELS", "CHUNK_SIZE", "CellOutcome", "EVERY", "EXECUTORS", "EvalConfig", "Plan", "Skip", "WorkUnit", "plan"]

@@ -431,6 +431,16 @@ class ResultStore:
             covered = max(covered, stop)
         return covered
 
+    def covered(self, run_id: int, resolution: str) -> list[tuple[int, int]]:
+        """The sample ranges [start, stop) the committed chunks of one cell cover, merged, in order."""
+        merged: list[list[int]] = []
+        for start, stop in self._segments(self._conn, run_id, Resolution(resolution)):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], stop)
+            else:
+                merged.append([start, stop])
+        return [(start, stop) for start, stop in merged]
+
     def completed_prefix(self, run_id: int, resolution: str) -> int:
         """How many samples, counted from index 0 without a gap, the committed chunks cover."""
         return self._prefix(self._segments(self._conn, run_id, Resolution(resolution)))
