@@ -15,6 +15,7 @@ from lr0fm.degrade import (
     PAPER_PIPELINES,
     PROTOCOLS,
     ViewMaker,
+    low_views,
     paper_pipeline,
     to_rgb,
 )
@@ -340,3 +341,89 @@ def test_palette_with_alpha_palette():
     palette.putdata([0, 1])
     assert palette.palette.mode == "RGBA"
     assert pixel(palette, (0, 0)) == (255, 255, 255) and pixel(palette, (1, 0)) == (0, 0, 200)
+
+
+# ------------------------------------------------------------------- where the views are made (split)
+
+
+def varied_images(count: int = 12, seed: int = 5) -> list[Image.Image]:
+    """Photo-like images of assorted sizes and shapes, tiny and portrait ones included."""
+    rng = np.random.default_rng(seed)
+    sizes = [(500, 375), (375, 500), (224, 224), (97, 301), (31, 30), (3, 50), (640, 427), (1, 1)]
+    sizes += [(int(rng.integers(8, 700)), int(rng.integers(8, 700))) for _ in range(count - len(sizes))]
+    return [texture(width, height, seed=seed + i) for i, (width, height) in enumerate(sizes[:count])]
+
+
+def device_side(maker: ViewMaker, images: list[Image.Image], batch: int = 5) -> torch.Tensor:
+    """The split path, run on the CPU: workers make what `split(on_device=True)` leaves them, and the
+    batches they would send are finished after."""
+    worker, finish = maker.split(on_device=True)
+    sent = torch.stack([worker(image) for image in images])
+    return torch.cat([finish(sent[i : i + batch]) for i in range(0, len(sent), batch)])
+
+
+@pytest.mark.parametrize("native,resolutions", [(224, SWEEP + [8]), (32, ["native", 24, 16, 12, 8]), (28, [16, "native", 8])])
+def test_split_on_device_gives_the_worker_views_bit_equal(native, resolutions):
+    images = varied_images()
+    maker = ViewMaker("canonical", native, resolutions)
+    worker = torch.stack([maker(image) for image in images])
+    assert torch.equal(device_side(maker, images), worker)
+
+
+def test_split_views_are_the_written_out_reference_exactly():
+    images = varied_images(count=6, seed=11)
+    views = device_side(ViewMaker("canonical", 224, SWEEP), images, batch=4)
+    for image, image_views in zip(images, views):
+        for index, resolution in enumerate(SWEEP):
+            assert torch.equal(image_views[index], reference_canonical(image, 224, resolution)), resolution
+
+
+def test_split_worker_makes_only_the_native_crop(photo):
+    maker = ViewMaker("canonical", 64, [16, 32])  # native not requested: the workers still send the crop
+    worker, finish = maker.split(on_device=True)
+    assert worker.resolutions == ("native",) and finish.resolutions == ("16", "32") and not finish.identity
+    sent = worker(photo)
+    assert sent.shape == (1, 3, 64, 64) and sent.dtype == torch.uint8
+    assert torch.equal(sent[0], ViewMaker("canonical", 64, ["native"])(photo)[0])
+    assert torch.equal(finish(sent[None])[0], maker(photo))
+    with pytest.raises(ValueError):
+        finish(maker(photo)[None])  # a batch of all the views is not a batch of crops
+
+
+@pytest.mark.parametrize("protocol,family,on_device", [("paper", "clip", True), ("paper", "openclip", True),
+                                                       ("canonical", "openclip", False), ("paper", "eva", False)])
+def test_split_keeps_everything_in_the_workers(photo, protocol, family, on_device):
+    maker = ViewMaker(protocol, 64, SWEEP[:1] + [32, 16], family)
+    worker, finish = maker.split(on_device=on_device)
+    assert worker is maker and finish.identity
+    batch = torch.stack([worker(photo), worker(photo)])
+    assert finish(batch) is batch
+
+
+def test_low_views_shapes_order_and_checks(photo):
+    crops = torch.stack([ViewMaker("canonical", 64, ["native"])(image)[0] for image in (photo, texture(80, 40))])
+    views = low_views(crops, [16, "native", 48])
+    assert views.shape == (2, 3, 3, 64, 64) and views.dtype == torch.uint8
+    assert torch.equal(views[:, 0], crops)  # native first, then the order asked for
+    assert torch.equal(views[:, 1], low_views(crops, [16])[:, 0])
+    assert torch.equal(views[:, 2], low_views(crops, [48])[:, 0])
+    assert torch.equal(low_views(torch.zeros(3, 3, 32, 32, dtype=torch.uint8), ["native", 8]), torch.zeros(3, 2, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError):
+        low_views(crops.float(), ["native"])
+    with pytest.raises(UserError):
+        low_views(crops, [64])
+
+
+def test_device_views_pickle():
+    _, finish = ViewMaker("canonical", 32, ["native", 16]).split(on_device=True)
+    clone = pickle.loads(pickle.dumps(finish))
+    batch = torch.stack([ViewMaker("canonical", 32, ["native"])(texture(50, 40))])
+    assert torch.equal(clone(batch), finish(batch)) and repr(clone) == repr(finish)
+
+
+def test_device_views_ignore_the_models_autocast():
+    _, finish = ViewMaker("canonical", 32, ["native", 16, 8]).split(on_device=True)
+    batch = torch.stack([ViewMaker("canonical", 32, ["native"])(texture(70, 45, seed=s)) for s in range(3)])
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = finish(batch)
+    assert torch.equal(inside, finish(batch))

@@ -11,6 +11,20 @@ Two protocols:
   so accuracy differences come from resolution alone.
 * ``paper``: the LR0.FM authors' per-family pipelines, so the paper's numbers can be reproduced. Some
   families resize the short side and centre-crop, others stretch the whole image to a square.
+
+Where the views are made. `ViewMaker.split` divides the work between the DataLoader workers and the
+process that receives their batches:
+
+    worker, finish = ViewMaker(protocol, native, resolutions, family).split(on_device=device.type == "cuda")
+    dataset item:    worker(image)                              # uint8 (V', 3, n, n), in a worker
+    received batch:  finish(batch.to(device))                   # uint8 (B, V, 3, n, n), on the device
+
+For the canonical protocol on an accelerator the workers make only the native crop (V' = 1) and `finish`
+derives every low resolution from the batch of crops on the device (`low_views`); otherwise the workers
+make every view and `finish` returns the batch as it is. Both sides call `low_views`, so on the CPU the
+split changes no byte; an accelerator computes the same float sums with its own kernels, which can move a
+value lying within rounding of a half by one grey level. The paper protocol always stays in PIL in the
+workers, bit-equal to torchvision's PIL pipeline.
 """
 
 from __future__ import annotations
@@ -198,29 +212,29 @@ class ViewMaker:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         image = to_rgb(image)
         if self.pipeline == "canonical":
-            views = self._canonical(image)
-        elif self.pipeline == "shortside":
+            return self._canonical(image)
+        if self.pipeline == "shortside":
             views = [self._shortside(image, r) for r in self.resolutions]
         else:
             views = [self._stretch(image, r) for r in self.resolutions]
         return torch.stack(views)
 
-    def _canonical(self, image: Image.Image) -> list[torch.Tensor]:
+    def split(self, on_device: bool) -> tuple[ViewMaker, DeviceViews]:
+        """(what the DataLoader workers call on each image, what runs on each batch they send).
+
+        With `on_device` (the model runs on an accelerator) and the canonical protocol, the workers make only
+        the native crop and the returned `DeviceViews` makes the low resolutions from the batch of crops
+        where it lies. Otherwise the workers make every view (this maker itself) and `DeviceViews` is the
+        identity. The worker side is a ViewMaker too: its `resolutions` say how many views it makes.
+        """
+        if on_device and self.pipeline == "canonical":
+            return ViewMaker("canonical", self.native, ["native"], self.family), DeviceViews(self.resolutions)
+        return self, DeviceViews(None)
+
+    def _canonical(self, image: Image.Image) -> torch.Tensor:
         n = self.native
         crop = _to_tensor(_center_crop(_resize_short_side(image, n), n))
-        pixels = crop.unsqueeze(0).float()
-        views = []
-        for resolution in self.resolutions:
-            if resolution.is_native:
-                views.append(crop)
-                continue
-            side = resolution.pixels
-            # antialias=True on both steps: the same Keys (a=-0.5) cubic as PIL's bicubic, which made the crop,
-            # with the low-pass filter that keeps the down step from aliasing; no uint8 rounding in between.
-            small = F.interpolate(pixels, size=(side, side), mode="bicubic", antialias=True)
-            back = F.interpolate(small, size=(n, n), mode="bicubic", antialias=True)
-            views.append(back.round().clamp(0, 255).to(torch.uint8)[0])
-        return views
+        return low_views(crop.unsqueeze(0), self.resolutions)[0]
 
     def _shortside(self, image: Image.Image, resolution: Resolution) -> torch.Tensor:
         n = self.native
@@ -234,4 +248,67 @@ class ViewMaker:
         return _to_tensor(_resize_square(image, self.native))
 
 
-__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "ViewMaker", "paper_pipeline", "to_rgb"]
+def low_views(crops: torch.Tensor, resolutions: Sequence[Resolution | int | str]) -> torch.Tensor:
+    """The canonical views of a batch of native crops: uint8 (B, 3, n, n) -> uint8 (B, V, 3, n, n).
+
+    Each low resolution r is the crop brought down to r x r and back up to n x n, both steps antialiased
+    bicubic in float32 (torch's antialiased bicubic: the same Keys a=-0.5 cubic as PIL's bicubic, which made
+    the crop, with the low-pass filter that keeps the down step from aliasing), no uint8 rounding in between,
+    then rounded half to even and clamped to 0..255. "native" is the crop itself. Views come in
+    `resolutions` order ("native" first, as `parse_resolutions` puts it), on the crops' device.
+
+    `ViewMaker` calls this on one crop in a worker, `DeviceViews` on a whole batch on the model's device.
+    On the CPU a batch gives the same bytes as its images one at a time: each image and channel is resampled
+    on its own, with the same weights, summed in the same order.
+    """
+    if crops.dim() != 4 or crops.dtype != torch.uint8 or crops.shape[-1] != crops.shape[-2]:
+        raise ValueError(f"low_views needs uint8 crops (B, C, n, n), not {crops.dtype} {tuple(crops.shape)}")
+    resolutions = parse_resolutions(resolutions)
+    n = crops.shape[-1]
+    check_below(resolutions, n)
+    # One uint8 result written in place: no per-view tensors to stack, no float view kept past its rounding.
+    views = torch.empty((crops.shape[0], len(resolutions), *crops.shape[1:]), dtype=torch.uint8, device=crops.device)
+    pixels = None
+    for position, resolution in enumerate(resolutions):
+        if resolution.is_native:
+            views[:, position] = crops
+            continue
+        if pixels is None:
+            pixels = crops.float().contiguous()  # NCHW whatever the layout sent, so every path sums alike
+        side = resolution.pixels
+        small = F.interpolate(pixels, size=(side, side), mode="bicubic", antialias=True)
+        back = F.interpolate(small, size=(n, n), mode="bicubic", antialias=True)
+        views[:, position] = back.round_().clamp_(0, 255)  # whole numbers in 0..255: the uint8 cast is exact
+    return views
+
+
+class DeviceViews:
+    """The views left to make after the DataLoader, on the batch where it lies (`ViewMaker.split`).
+
+    Called on the uint8 batch the workers sent, (B, V', 3, n, n), it returns the uint8 views (B, V, 3, n, n)
+    of the maker it was split from. With `resolutions` None the workers made every view and the batch is
+    returned as it is; otherwise the batch holds the native crops (V' = 1) and `low_views` makes the rest.
+    Holds only plain values.
+    """
+
+    def __init__(self, resolutions: Sequence[Resolution | int | str] | None):
+        self.resolutions = None if resolutions is None else parse_resolutions(resolutions)
+
+    def __repr__(self) -> str:
+        return f"DeviceViews(resolutions={self.resolutions!r})"
+
+    @property
+    def identity(self) -> bool:
+        """True when the workers made every view and nothing is left to do."""
+        return self.resolutions is None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.resolutions is None:
+            return batch
+        if batch.dim() != 5 or batch.shape[1] != 1:
+            raise ValueError(f"DeviceViews needs a batch of native crops (B, 1, C, n, n), not {tuple(batch.shape)}")
+        with torch.autocast(batch.device.type, enabled=False):  # float32 resampling inside a model's autocast
+            return low_views(batch[:, 0], self.resolutions)
+
+
+__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "DeviceViews", "ViewMaker", "low_views", "paper_pipeline", "to_rgb"]
