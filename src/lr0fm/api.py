@@ -247,7 +247,8 @@ def train_tokens(
             `synthesize`), a manifest .jsonl, or DATASET:SPLIT used without labels ("fashion_mnist:train").
         out: the tokens file; the resumable checkpoint goes to OUT.ckpt.
         steps, batch_size, group_size, lr, weight_decay, warmup, seed: the optimisation (AdamW, linear
-            warm-up then cosine; K = group_size images per group in a batch).
+            warm-up then cosine; K = group_size images per group in a batch). Under torchrun, batch_size is
+            the global batch, split evenly across the processes (see `tokens.distributed`).
         variant: "always" (the paper's), "resolution" (strength learned per source resolution) or "vpt".
         first_block, prompts, buckets: the token layout and the low-resolution size buckets.
         checkpoint_every, resume, overwrite: checkpointing; resume continues OUT.ckpt exactly.
@@ -256,8 +257,9 @@ def train_tokens(
         callback: `callback(step, loss)` after every step.
 
     Returns:
-        A `tokens.TrainResult` (path, final loss, seconds, ...); the tokens then load as the model spec
-        f"{model}+tokens={out}".
+        A `tokens.TrainResult` (path, final loss, per-step losses and gradient norms, seconds, ...); the
+        tokens then load as the model spec f"{model}+tokens={out}". Under torchrun every process returns it
+        and process 0 alone has written the files.
 
     Raises:
         UserError: bad options, an unusable pool or model, an existing `out` without resume or overwrite.

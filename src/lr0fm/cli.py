@@ -342,18 +342,33 @@ def tokens_train_command(
     Example: lr0fm tokens train --model lr0fm-tiny --pool fashion_mnist:train --out tiny.tokens.safetensors --steps 300 -b 128
 
     Example: lr0fm eval --model "lr0fm-tiny+tokens=tiny.tokens.safetensors" --resolutions native,24,16,12,8
-    """
-    from . import api
 
-    with present.training_progress(err_console, steps) as advance:
-        result = api.train_tokens(
-            model, pool, out, steps=steps, batch_size=batch_size, group_size=group_size, lr=lr, weight_decay=weight_decay,
-            warmup=warmup, seed=seed, variant=variant, first_block=first_block, prompts=prompts, buckets=buckets,
-            checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite, weights=weights, data_root=data_root,
-            device=device, precision=precision, workers=workers, callback=advance,
-        )
-    # soft_wrap: the spec to evaluate stays on one line, ready to copy.
-    _show(present.tokens_trained(result, model, out), soft_wrap=True)
+    Example: torchrun --nproc-per-node 4 -m lr0fm tokens train --model eva02-b16 --pool pool/ --out eva02.tokens.safetensors -b 256
+    """
+    import contextlib
+
+    from . import api
+    from .tokens.distributed import EveryProcessError, environment
+
+    _, rank, _ = environment()  # under torchrun, process 0 alone shows the progress, the log and the result
+    if rank:
+        logging.getLogger("lr0fm").setLevel(logging.ERROR)
+    progress = present.training_progress(err_console, steps) if rank == 0 else contextlib.nullcontext(lambda step, loss: None)
+    try:
+        with progress as advance:
+            result = api.train_tokens(
+                model, pool, out, steps=steps, batch_size=batch_size, group_size=group_size, lr=lr,
+                weight_decay=weight_decay, warmup=warmup, seed=seed, variant=variant, first_block=first_block,
+                prompts=prompts, buckets=buckets, checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
+                weights=weights, data_root=data_root, device=device, precision=precision, workers=workers,
+                callback=advance,
+            )
+    except EveryProcessError:
+        if rank:  # process 0 has the same error and reports it
+            raise typer.Exit(UserError.exit_code) from None
+        raise
+    if rank == 0:  # soft_wrap: the spec to evaluate stays on one line, ready to copy.
+        _show(present.tokens_trained(result, model, out), soft_wrap=True)
 
 
 @tokens_app.command("info")

@@ -181,14 +181,22 @@ class BatchPlan:
 
 
 class StepSampler(torch.utils.data.Sampler):
-    """Yields the batches of steps [start, stop) of a plan."""
+    """Yields the batches of steps [start, stop) of a plan; with `world` processes, process `rank`'s share.
 
-    def __init__(self, plan: BatchPlan, start: int, stop: int):
+    A share is the contiguous slice [rank * B / world, (rank + 1) * B / world) of the global batch, with the
+    same view seeds, so the processes' shares laid end to end are exactly the one-process batch.
+    """
+
+    def __init__(self, plan: BatchPlan, start: int, stop: int, rank: int = 0, world: int = 1):
+        if plan.batch_size % world:
+            raise UserError(f"--batch-size {plan.batch_size} is split across {world} processes; make it a multiple of {world}.")
         self.plan, self.start, self.stop = plan, start, stop
+        self.share = plan.batch_size // world
+        self.offset = rank * self.share
 
     def __iter__(self):
         for step in range(self.start, self.stop):
-            yield self.plan.batch(step)
+            yield self.plan.batch(step)[self.offset:self.offset + self.share]
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)

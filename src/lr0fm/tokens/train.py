@@ -7,6 +7,14 @@ symmetric InfoNCE between teacher and student embeddings with a learnable temper
 A checkpoint (`OUT.ckpt`) is written every `checkpoint_every` steps; `resume=True` continues from it with
 the same tokens, optimizer, schedule, RNG and batch order, so a killed run ends exactly where an
 uninterrupted one would. The tokens file is the last step's tokens: nothing is selected on a test set.
+
+Several processes (`torchrun --nproc-per-node N -m lr0fm tokens train ...`, see tokens.distributed) train on
+the same global batches as one process: `batch_size` is the global batch, each process embeds its share,
+and the loss is computed on the gathered global batch, so N processes give one process's tokens up to
+floating-point rounding (the order of the sums differs). The checkpoint records how many processes wrote it,
+but not as part of the run's identity: `resume=True` with another number of processes is allowed and continues
+with the same global batches, matching the uninterrupted run to that same rounding (bit for bit only with the
+same number of processes, on the same kind of device).
 """
 
 from __future__ import annotations
@@ -21,9 +29,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..device import autocast, parse_precision, resolve_device
+from ..device import autocast, parse_precision
 from ..errors import UserError
 from ..fileio import atomic_path
+from .distributed import EveryProcessError, Processes, environment, start as start_processes
 from .files import save_tokens
 from .losses import multi_view_loss
 from .pool import BatchPlan, StepSampler, ViewSet, load_pool
@@ -43,7 +52,7 @@ class TokenTrainConfig:
     weights: str | None = None
     data_root: str | None = None
     steps: int = 1000
-    batch_size: int = 64  # native images per step; each brings 1 + len(buckets) views
+    batch_size: int = 64  # native images per step, over all processes; each brings 1 + len(buckets) views
     group_size: int = 4  # K images per group in a batch, when the pool has groups
     lr: float = 5e-4
     weight_decay: float = 0.2  # on tokens (and gate weights); never on the temperature
@@ -78,13 +87,15 @@ class TrainResult:
     resumed_from: int
     token_parameters: int
     skipped_images: int
+    grad_norms: list[float] = field(default_factory=list, repr=False)  # per step, before clipping
+    processes: int = 1
 
 
 def checkpoint_path(out: str | Path) -> Path:
     return Path(f"{Path(out).expanduser()}.ckpt")
 
 
-def _validate(config: TokenTrainConfig) -> None:
+def _validate(config: TokenTrainConfig, world: int = 1) -> None:
     if config.variant not in VARIANTS:
         raise UserError(f"Unknown token variant {config.variant!r}; use one of: {', '.join(VARIANTS)}.")
     if config.steps <= 0 or config.checkpoint_every <= 0 or config.log_every <= 0:
@@ -93,6 +104,9 @@ def _validate(config: TokenTrainConfig) -> None:
         raise UserError("--lr must be positive, --weight-decay and --warmup zero or more.")
     if config.workers < 0:
         raise UserError("--workers must be zero or more.")
+    if config.batch_size % world:
+        raise UserError(f"--batch-size {config.batch_size} is the global batch, split evenly across the {world} "
+                        f"processes; make it a multiple of {world} or start another number of processes.")
     low, high = config.crop_scale
     if not 0 < low <= high <= 1:
         raise UserError("The crop scale must satisfy 0 < low <= high <= 1.")
@@ -151,40 +165,84 @@ def _load_checkpoint(path: Path, run_key: dict) -> dict:
 
 
 def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train tokens as configured; `callback(step, loss)` runs after every step (1-based step)."""
+    """Train tokens as configured, on this process or, under torchrun, on all of its processes together.
+
+    Args:
+        config: the settings.
+        callback: `callback(step, loss)` runs after every step (1-based step), on every process.
+
+    Returns:
+        The TrainResult (the same on every process; process 0 wrote the files).
+
+    Raises:
+        UserError: bad settings, an unusable pool or model, a checkpoint of another run; with several
+            processes every process raises it (an EveryProcessError) unless it concerns its own device.
+    """
+    world, rank, local_rank = environment()
+    processes = start_processes(config.device, world, rank, local_rank)
+    try:
+        return _train(config, processes, callback)
+    finally:
+        processes.close()
+
+
+def _embed(model: TokenModel, student, views: torch.Tensor, sizes: torch.Tensor, device: torch.device,
+           precision: str, conditioned: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 views (B, V, 3, n, n) -> teacher embeddings (B, D) of the native views, tokens off and without
+    gradient, and student embeddings (V, B, D) of every view, tokens on, in one pass."""
+    views = views.to(device, non_blocking=True)
+    batch, count = views.shape[0], views.shape[1]
+    pixels = views.float().div_(255)
+    with autocast(device, precision):
+        with torch.no_grad(), model.tokens_off():
+            teacher = model.encode_image(pixels[:, 0])
+        # One student pass over every view: (V * B, 3, n, n), view-major.
+        flat = pixels.transpose(0, 1).reshape(count * batch, *pixels.shape[2:])
+        source = sizes.T.reshape(-1).to(device) if conditioned else None
+        students = student(flat, source_resolution=source).reshape(count, batch, -1)
+    return teacher, students
+
+
+def _train(config: TokenTrainConfig, processes: Processes, callback) -> TrainResult:
     from ..models import check_base, load_base, parse_spec
 
-    _validate(config)
-    spec = parse_spec(config.model, config.weights)
-    if spec.tokens:
-        raise UserError("Train tokens on a base model spec, without +tokens=.")
-    check_base(spec)
-    device = resolve_device(config.device)
-    precision = parse_precision(config.precision, PRECISIONS, device, auto="bf16")
-    pool = load_pool(config.pool, config.data_root)  # pool problems surface before the model loads
-    base = load_base(spec, str(device))
-    buckets = parse_buckets(config.buckets, base.image_size)
-    plan = BatchPlan(len(pool), pool.groups, config.batch_size, config.group_size, config.seed)
-    model = wrap(base, config.variant, config.first_block, config.prompts, config.init_std, config.seed)
-    tokens = model.tokens.to(device).train()
-    tokens.requires_grad_(True)
-    warmup = min(2000, config.steps // 10) if config.warmup is None else config.warmup
-    out = Path(config.out).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoint_path(out)
+    main = processes.main  # process 0 alone logs and writes files
+    device = processes.device
+    problem = None
+    try:  # every setup problem stops all processes together (Processes.agree)
+        _validate(config, processes.world)
+        spec = parse_spec(config.model, config.weights)
+        if spec.tokens:
+            raise UserError("Train tokens on a base model spec, without +tokens=.")
+        check_base(spec)
+        precision = parse_precision(config.precision, PRECISIONS, device, auto="bf16")
+        pool = load_pool(config.pool, config.data_root)  # pool problems surface before the model loads
+        base = load_base(spec, str(device))
+        buckets = parse_buckets(config.buckets, base.image_size)
+        plan = BatchPlan(len(pool), pool.groups, config.batch_size, config.group_size, config.seed)
+        model = wrap(base, config.variant, config.first_block, config.prompts, config.init_std, config.seed)
+        tokens = model.tokens.to(device).train()
+        tokens.requires_grad_(True)
+        warmup = min(2000, config.steps // 10) if config.warmup is None else config.warmup
+        out = Path(config.out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint = checkpoint_path(out)
 
-    decay = [p for name, p in tokens.named_parameters() if p.ndim >= 2]
-    no_decay = [p for name, p in tokens.named_parameters() if p.ndim < 2]  # temperature, gate biases
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=tuple(config.betas), eps=config.eps,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.steps, warmup))
-    run_key = _run_key(config, model, pool.fingerprint(), buckets, warmup)
+        decay = [p for name, p in tokens.named_parameters() if p.ndim >= 2]
+        no_decay = [p for name, p in tokens.named_parameters() if p.ndim < 2]  # temperature, gate biases
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=tuple(config.betas), eps=config.eps,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config.steps, warmup))
+        run_key = _run_key(config, model, pool.fingerprint(), buckets, warmup)
+        state = _load_checkpoint(checkpoint, run_key) if config.resume and checkpoint.exists() else None
+    except UserError as error:
+        problem = error
+    processes.agree(problem)
 
-    start, losses, elapsed_before, skipped = 0, [], 0.0, 0
-    if config.resume and checkpoint.exists():
-        state = _load_checkpoint(checkpoint, run_key)
+    start, losses, norms, elapsed_before, skipped = 0, [], [], 0.0, 0
+    if state is not None:
         tokens.load_state_dict(state["tokens"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -192,60 +250,77 @@ def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | Non
         if torch.cuda.is_available() and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         start, losses = int(state["step"]), list(state["losses"])
+        norms = list(state.get("grad_norms", [float("nan")] * start))
         elapsed_before, skipped = float(state["seconds"]), int(state["skipped_images"])
-        log.info("resuming %s at step %d of %d", checkpoint, start, config.steps)
+        if main:
+            log.info("resuming %s at step %d of %d", checkpoint, start, config.steps)
+            before = int(state.get("processes", 1))
+            if before != processes.world:
+                log.info("the checkpoint was written by %d process(es), this run has %d: the same global batches, "
+                         "so the same tokens up to floating-point rounding", before, processes.world)
     else:
-        if config.resume:  # said where the user sees it: --resume found nothing to continue
+        if config.resume and main:  # said where the user sees it: --resume found nothing to continue
             log.warning("--resume: no checkpoint at %s, so training starts from step 0.", checkpoint)
         torch.manual_seed(config.seed)
 
     def save_state(step: int, seconds: float) -> None:
-        _save_checkpoint(checkpoint, {
-            "format": CHECKPOINT_FORMAT, "run": run_key, "step": step, "losses": losses, "seconds": seconds,
-            "skipped_images": skipped, "tokens": tokens.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        })
+        processes.check_same(tokens)
+        if main:
+            _save_checkpoint(checkpoint, {
+                "format": CHECKPOINT_FORMAT, "run": run_key, "step": step, "losses": losses, "grad_norms": norms,
+                "seconds": seconds, "skipped_images": skipped, "processes": processes.world,
+                "tokens": tokens.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            })
+        processes.barrier()  # no process runs ahead of a checkpoint being written
 
     loader = torch.utils.data.DataLoader(
         ViewSet(pool, base.image_size, buckets, config.crop_scale),
-        batch_sampler=StepSampler(plan, start, config.steps),
+        batch_sampler=StepSampler(plan, start, config.steps, processes.rank, processes.world),
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
+    student = processes.student(model)  # with several processes: DistributedDataParallel
     began = time.perf_counter()
     conditioned = config.variant == "resolution"
     step = start
     for _, ok, views, sizes in loader:
+        if processes.distributed:  # which images of the whole global batch could be read
+            ok = processes.gather(ok.to(device, torch.uint8)).cpu().bool()
         keep = ok.nonzero().flatten()
         skipped += int(len(ok) - len(keep))
         if len(keep) >= 2:
-            views, sizes = views[keep].to(device, non_blocking=True), sizes[keep]
-            batch, count = views.shape[0], views.shape[1]
-            pixels = views.float().div_(255)
-            with autocast(device, precision):
-                with torch.no_grad(), model.tokens_off():
-                    teacher = model.encode_image(pixels[:, 0])
-                # One student pass over every view: (V * B, 3, n, n), view-major.
-                flat = pixels.transpose(0, 1).reshape(count * batch, *pixels.shape[2:])
-                source = sizes.T.reshape(-1).to(device) if conditioned else None
-                students = model.encode_image(flat, source_resolution=source).reshape(count, batch, -1)
+            if processes.distributed:
+                # Each process embeds its whole share (unreadable images too, so that every share has the same
+                # shape); the gathered global batch then loses the unreadable ones, as one process drops them.
+                teacher, students = _embed(model, student, views, sizes, device, precision, conditioned)
+                kept = keep.to(device)
+                teacher = processes.gather(teacher)[kept]
+                students = processes.gather(students, dim=1, grad=True)[:, kept]
+            else:
+                teacher, students = _embed(model, student, views[keep], sizes[keep], device, precision, conditioned)
+            # Every process computes the same loss of the global batch; see tokens.distributed on the gradient.
             loss, _ = multi_view_loss(teacher, students, tokens.logit_scale.exp())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad:
-                torch.nn.utils.clip_grad_norm_(tokens.parameters(), config.clip_grad)
+                norm = torch.nn.utils.clip_grad_norm_(tokens.parameters(), config.clip_grad)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in tokens.parameters() if p.grad is not None])
             optimizer.step()
             with torch.no_grad():
                 tokens.logit_scale.clamp_(0, math.log(MAX_LOGIT_SCALE))
             losses.append(float(loss.detach()))
+            norms.append(float(norm))
         else:
             losses.append(float("nan"))  # a batch of unreadable images: the step passes without an update
+            norms.append(float("nan"))
         scheduler.step()
         step += 1
-        if step % config.log_every == 0:
-            log.info("step %d/%d loss %.4f lr %.2e", step, config.steps, losses[-1], scheduler.get_last_lr()[0])
+        if main and step % config.log_every == 0:
+            log.info("step %d/%d loss %.4f grad norm %.3g lr %.2e", step, config.steps, losses[-1], norms[-1],
+                     scheduler.get_last_lr()[0])
         if step % config.checkpoint_every == 0 or step == config.steps:
             save_state(step, elapsed_before + time.perf_counter() - began)
         if callback is not None:
@@ -253,17 +328,20 @@ def train(config: TokenTrainConfig, callback: Callable[[int, float], None] | Non
     seconds = elapsed_before + time.perf_counter() - began
     finite = [x for x in losses if x == x]
     if not finite:
-        raise UserError(f"No image of pool {config.pool} could be read; check the files.")
+        raise EveryProcessError(f"No image of pool {config.pool} could be read; check the files.")
 
     training = {key: value for key, value in asdict(config).items() if key not in ("resume", "overwrite", "out", "device", "workers")}
     training.update(
         pool_fingerprint=run_key["pool_fingerprint"], pool_size=len(pool), grouped=pool.groups is not None,
         buckets=run_key["buckets"], warmup=warmup, final_loss=finite[-1], first_loss=finite[0],
         seconds=round(seconds, 1), device=str(device), skipped_images=skipped,
-        token_parameters=tokens.token_parameters(),
+        token_parameters=tokens.token_parameters(), processes=processes.world,
     )
     model.tokens.eval()
-    path = save_tokens(model, out, training)
-    if skipped:
-        log.warning("%d unreadable image(s) of %s were skipped", skipped, config.pool)
-    return TrainResult(path, checkpoint, config.steps, finite[-1], losses, seconds, start, tokens.token_parameters(), skipped)
+    if main:
+        save_tokens(model, out, training)
+        if skipped:
+            log.warning("%d unreadable image(s) of %s were skipped", skipped, config.pool)
+    processes.barrier()  # the tokens file exists when any process returns
+    return TrainResult(out, checkpoint, config.steps, finite[-1], losses, seconds, start, tokens.token_parameters(),
+                       skipped, norms, processes.world)

@@ -123,7 +123,13 @@ class LowResTokens(nn.Module):
             self.input_tokens = init(1, n, d) if layout.has_input_set else None
             self.block_tokens = init(layout.block_sets, n, d)
         if layout.variant == "resolution":
-            self.gate = nn.Sequential(nn.Linear(1, layout.gate_hidden), nn.GELU(), nn.Linear(layout.gate_hidden, layout.num_sets))
+            # nn.Linear initialises from the global RNG; seeded here, the gate, like the tokens, depends on
+            # `seed` alone (not on what ran before, nor on the process among several training together).
+            with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
+                if seed is not None:
+                    torch.manual_seed(seed)
+                self.gate = nn.Sequential(nn.Linear(1, layout.gate_hidden), nn.GELU(),
+                                          nn.Linear(layout.gate_hidden, layout.num_sets))
             with torch.no_grad():  # start as the always-on tokens from half the native size down
                 self.gate[2].weight.zero_()
                 self.gate[2].bias.fill_(1.0)
