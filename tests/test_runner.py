@@ -429,6 +429,34 @@ def test_real_openclip_model_end_to_end(tmp_path, tiny_openclip, noise_folder):
     assert (tmp_path / "cache" / "classifiers").is_dir()
 
 
+def test_views_split_for_a_device_give_the_same_predictions(tmp_path, tiny_openclip, noise_folder, monkeypatch):
+    """The accelerator path of the executor (workers send native crops, the low resolutions are resampled
+    on the batch) forced on the CPU: the same predictions as views made whole in the workers."""
+    from lr0fm.degrade import ViewMaker
+
+    arch, weights = tiny_openclip
+    split = ViewMaker.split
+    calls = []
+
+    def on_device(self, on_device):
+        calls.append(on_device)
+        return split(self, True)
+
+    tables = {}
+    for name in ("workers", "device"):
+        if name == "device":
+            monkeypatch.setattr(ViewMaker, "split", on_device)
+        tables[name] = lr0fm.evaluate(f"openclip:{arch}", f"folder:{noise_folder}", resolutions="native,16,8",
+                                      db=tmp_path / f"{name}.sqlite", weights=str(weights), batch_size=5, workers=2,
+                                      device="cpu")
+    assert calls == [False]  # the CPU asked for whole views; the test forced the split
+    for name in tables:
+        with ResultStore(tmp_path / f"{name}.sqlite") as store:
+            tables[name] = [store.predictions(int(tables[name]["run_id"][0]), r)[1] for r in ("native", "16", "8")]
+    for got, want in zip(tables["device"], tables["workers"]):
+        np.testing.assert_array_equal(got, want)
+
+
 KILLED_RUN = textwrap.dedent("""
     import os, sys
     import open_clip

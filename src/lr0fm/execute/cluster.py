@@ -14,8 +14,10 @@ One model at a time (model-major, as the in-process executor):
   classifier of a dataset is built once, by the first worker, and shared through the object store. A
   worker that dies is restarted by Ray (it loads the model again) and its ranges are sent again.
 * **Decode tasks**: CPU tasks anywhere in the cluster, one per batch of a range, that read the images
-  (from a path every node sees: shared storage) and make their views in uint8. Up to `IN_FLIGHT` ranges per
-  worker are queued, so the CPUs decode the next range while the GPU runs the current one.
+  (from a path every node sees: shared storage) and make their views in uint8; for the canonical protocol
+  on GPU workers only the native crop, the low resolutions being resampled batched on the GPU
+  (`ViewMaker.split`). Up to `IN_FLIGHT` ranges per worker are queued, so the CPUs decode the next range
+  while the GPU runs the current one.
 * **The driver** claims the cells (leases, as every executor does), skips the ranges the database holds
   already (resume per range, not only per prefix: a killed run leaves ranges committed out of order),
   commits each range the moment it arrives, and finishes a cell when its last range is in. A crash of the
@@ -40,7 +42,7 @@ from rich.progress import Progress
 
 from .. import loader
 from ..data import ZeroShotDataset
-from ..degrade import ViewMaker
+from ..degrade import DeviceViews, ViewMaker
 from ..device import autocast, parse_precision, resolve_device
 from ..errors import UserError
 from ..leases import Owner
@@ -105,8 +107,10 @@ class ModelWorker:
         """The text classifier of a dataset's class names and templates (on the CPU, for the object store)."""
         return cached_classifier(self.model, classnames, templates, Path(cache)).cpu()
 
-    def predict(self, key: str, classifier: list, resolutions: tuple[Resolution, ...], batches: list) -> Chunk:
-        """Top-5 of one range at `resolutions`, from its decode tasks' results (`batches`, in order).
+    def predict(self, key: str, classifier: list, resolutions: tuple[Resolution, ...], finish: DeviceViews,
+                batches: list) -> Chunk:
+        """Top-5 of one range at `resolutions`, from its decode tasks' results (`batches`, in order), whose
+        views `finish` completes on this worker's device (`ViewMaker.split`).
 
         `classifier` is a one-element list holding the classifier's object reference (a list, so Ray passes
         the reference and this worker fetches it once per dataset, not once per range)."""
@@ -117,8 +121,8 @@ class ModelWorker:
         with torch.inference_mode(), autocast(self.device, self.config.precision):
             for position, batch in enumerate(batches):
                 indices, labels, ok, views, unreadable = ray.get(batch)
-                top5 = score_views(self.model, self.classifiers[key], views.to(self.device, non_blocking=True),
-                                   resolutions)
+                views = finish(views.to(self.device, non_blocking=True))
+                top5 = score_views(self.model, self.classifiers[key], views, resolutions)
                 parts.add(indices, labels, ok, top5, unreadable)
                 if position == 0:
                     _kill_hook(int(indices[0]))
@@ -148,7 +152,8 @@ class _Cell:
     retry: CellOutcome | None
     ranges: list[tuple[int, int]] = field(default_factory=list)
     left: int = 0
-    maker: ViewMaker | None = None
+    maker: ViewMaker | None = None  # what the decode tasks make of each image
+    finish: DeviceViews | None = None  # what the model worker makes of each decoded batch
     stopped: bool = False  # no more ranges sent or committed: its lease was lost, or a worker raised `error`
     error: UserError | None = None
 
@@ -253,7 +258,8 @@ class RayExecutor(CellExecutor):
                 cell.ranges = [(a, b) for a, b in unit.ranges(config.chunk_size)
                                if not all(_inside(a, b, covered[r]) for r in pending)]
                 cell.left = len(cell.ranges)
-                cell.maker = ViewMaker(config.protocol, facts.image_size, pending, facts.family)
+                cell.maker, cell.finish = ViewMaker(config.protocol, facts.image_size, pending,
+                                                    facts.family).split(not facts.device.startswith("cpu"))
             cells.append(cell)
         return cells
 
@@ -292,7 +298,7 @@ class RayExecutor(CellExecutor):
                 batches = [decode.remote(data, cell.maker, s, min(s + config.batch_size, b))
                            for s in range(a, b, config.batch_size)]
                 ref = workers[index].predict.remote(cell.dataset.name, [classifiers[cell.dataset.name]],
-                                                    cell.pending, batches)
+                                                    cell.pending, cell.finish, batches)
                 flights[ref], load[index] = (index, cell, a, b, tries), load[index] + 1
             if not flights:
                 break

@@ -39,10 +39,12 @@ def predict_range(model: ZeroShotModel, dataset: ZeroShotDataset, classifier: to
                   device: torch.device, advance: Callable[[int], None] = lambda n: None) -> Iterator[Chunk]:
     """Top-5 predictions of images [start, stop) at every resolution, in chunks of `config.chunk_size`.
 
-    Each image is decoded once and all its views are made together in `config.workers` DataLoader workers;
-    `classifier` is the model's text classifier on `device`. Writes nothing.
+    Each image is decoded once in `config.workers` DataLoader workers, which make all its views; on an
+    accelerator with the canonical protocol they make the native crop only and the low resolutions are
+    resampled batched on `device` (`ViewMaker.split`). `classifier` is the model's text classifier on
+    `device`. Writes nothing.
     """
-    maker = ViewMaker(config.protocol, model.image_size, resolutions, model.family)
+    maker, finish = ViewMaker(config.protocol, model.image_size, resolutions, model.family).split(device.type != "cpu")
     images = torch.utils.data.DataLoader(
         ImageViews(dataset, maker, start, stop), batch_size=config.batch_size, num_workers=config.workers,
         pin_memory=device.type == "cuda", persistent_workers=False,
@@ -50,7 +52,7 @@ def predict_range(model: ZeroShotModel, dataset: ZeroShotDataset, classifier: to
     parts = ChunkParts(resolutions)
     with torch.inference_mode(), autocast(device, config.precision):
         for indices, labels, ok, views in images:
-            top5 = score_views(model, classifier, views.to(device, non_blocking=True), resolutions)
+            top5 = score_views(model, classifier, finish(views.to(device, non_blocking=True)), resolutions)
             unreadable = [dataset.describe(int(i)) for i, good in zip(indices, ok) if not good]
             parts.add(indices.numpy(), labels.numpy(), ok.numpy(), top5, unreadable)
             if len(parts) >= config.chunk_size:
