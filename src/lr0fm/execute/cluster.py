@@ -15,7 +15,7 @@ One model at a time (model-major, as the in-process executor):
   worker that dies is restarted by Ray (it loads the model again) and its ranges are sent again.
 * **Decode tasks**: CPU tasks anywhere in the cluster, one per batch of a range, that read the images
   (from a path every node sees: shared storage) and make their views in uint8; for the canonical protocol
-  on GPU workers only the native crop, the low resolutions being resampled batched on the GPU
+  on CUDA workers only the native crop, the low resolutions being resampled batched on the GPU
   (`ViewMaker.split`). Up to `IN_FLIGHT` ranges per worker are queued, so the CPUs decode the next range
   while the GPU runs the current one.
 * **The driver** claims the cells (leases, as every executor does), skips the ranges the database holds
@@ -168,9 +168,11 @@ class RayExecutor(CellExecutor):
         config = work.config
         started = not ray.is_initialized()
         if started:
-            _probe(config.address)
+            # Without an address, a new cluster on this machine: never a stale one `ray start` left behind.
+            address = config.address or os.environ.get("RAY_ADDRESS") or "local"
+            _probe(address)
             try:
-                ray.init(address=config.address, include_dashboard=False, logging_level=logging.ERROR,
+                ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR,
                          log_to_driver=False, configure_logging=True)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = config.address or os.environ.get("RAY_ADDRESS") or "this machine"
@@ -259,7 +261,7 @@ class RayExecutor(CellExecutor):
                                if not all(_inside(a, b, covered[r]) for r in pending)]
                 cell.left = len(cell.ranges)
                 cell.maker, cell.finish = ViewMaker(config.protocol, facts.image_size, pending,
-                                                    facts.family).split(not facts.device.startswith("cpu"))
+                                                    facts.family).split(facts.device.startswith("cuda"))
             cells.append(cell)
         return cells
 
@@ -348,7 +350,7 @@ class RayExecutor(CellExecutor):
 def _probe(address: str | None) -> None:
     """A HOST:PORT (or ray://HOST:PORT) address that accepts no connection is one sentence now, not a
     minutes-long wait in Ray's reconnection loop."""
-    if not address or address == "auto":
+    if address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not port.isdigit() or not host:

@@ -39,12 +39,12 @@ def predict_range(model: ZeroShotModel, dataset: ZeroShotDataset, classifier: to
                   device: torch.device, advance: Callable[[int], None] = lambda n: None) -> Iterator[Chunk]:
     """Top-5 predictions of images [start, stop) at every resolution, in chunks of `config.chunk_size`.
 
-    Each image is decoded once in `config.workers` DataLoader workers, which make all its views; on an
-    accelerator with the canonical protocol they make the native crop only and the low resolutions are
+    Each image is decoded once in `config.workers` DataLoader workers, which make all its views; on a CUDA
+    device with the canonical protocol they make the native crop only and the low resolutions are
     resampled batched on `device` (`ViewMaker.split`). `classifier` is the model's text classifier on
     `device`. Writes nothing.
     """
-    maker, finish = ViewMaker(config.protocol, model.image_size, resolutions, model.family).split(device.type != "cpu")
+    maker, finish = ViewMaker(config.protocol, model.image_size, resolutions, model.family).split(device.type == "cuda")
     images = torch.utils.data.DataLoader(
         ImageViews(dataset, maker, start, stop), batch_size=config.batch_size, num_workers=config.workers,
         pin_memory=device.type == "cuda", persistent_workers=False,
