@@ -238,8 +238,8 @@ class RayExecutor(CellExecutor):
         for cell in cells:
             self.record_unit(spec, cell.unit, cell.error or cell.outcome, result, lines, cell.retry)
 
-    def _open(self, work: Plan, spec: ModelSpec, facts: ModelFacts, units: list[WorkUnit], resolutions: tuple[Resolution, ...],
-              result: EvalResult, lines: BatchLines | None, owner: Owner,
+    def _open(self, work: Plan, spec: ModelSpec, facts: ModelFacts, units: list[WorkUnit],
+              resolutions: tuple[Resolution, ...], result: EvalResult, lines: BatchLines | None, owner: Owner,
               retry: list[CellOutcome] | None) -> list[_Cell]:
         """Claim the cells of each unit and list the ranges the database does not hold for them."""
         config = work.config
