@@ -1,4 +1,5 @@
-"""Fault injection that stays: hard kills, concurrent runs, bad files, fuzzed bytes, malicious checkpoints, full disks.
+"""Fault injection that stays: hard kills, concurrent runs, bad files, fuzzed bytes, malicious checkpoints, full
+disks and files made read-only.
 
 Each test prints one `FAULTS:` line with its figures (trials, kills survived, files tried, inputs fuzzed);
 `pytest -s -k faults` shows them.
@@ -6,6 +7,7 @@ Each test prints one `FAULTS:` line with its figures (trials, kills survived, fi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -13,6 +15,7 @@ import random
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -423,3 +426,62 @@ def test_a_full_disk_stops_in_one_sentence_and_the_rerun_resumes(tmp_path):
     assert_same_predictions(db, reference)
     assert coverage(db) == {r: (int(limit), 1) for r in coverage(reference)}
     figures(test="disk full", trials=1, samples_kept_through_the_failure=prefix)
+
+
+def immutable(paths: list[Path], on: bool) -> bool:
+    """chattr ±i on each existing path (root on ext4 and the like): writes through open files then fail
+    with EPERM, which a chmod cannot do to a process that has the file open. False where it cannot be set."""
+    tool = shutil.which("chattr")
+    if tool is None:
+        return False
+    return all(subprocess.run([tool, "+i" if on else "-i", str(p)], capture_output=True).returncode == 0
+               for p in paths if p.exists())
+
+
+def chunks_in(db: Path) -> int:
+    """Chunks committed to `db` so far (0 before its tables exist)."""
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            return conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    except sqlite3.OperationalError:  # created but without its tables yet
+        return 0
+
+
+@pytest.mark.slow
+def test_a_database_made_read_only_mid_run_stops_in_one_sentence_and_the_rerun_resumes(tmp_path):
+    probe = tmp_path / "probe"
+    probe.touch()
+    if not immutable([probe], True):
+        pytest.skip("chattr +i is not permitted here (needs root and a file system with the immutable flag)")
+    immutable([probe], False)
+    limit = "3000"
+    command = EVAL + ["--limit", limit]
+    reference = tmp_path / "reference.sqlite"
+    subprocess.run(command + ["--db", str(reference)], check=True, env=ENV, capture_output=True, timeout=600)
+    db = tmp_path / "results.sqlite"
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-journal")]
+    child = subprocess.Popen(command + ["--db", str(db)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and child.poll() is None and not chunks_in(db):  # the first chunk is in
+            time.sleep(0.05)
+        assert child.poll() is None, "the run ended before the file could be made read-only"
+        made = immutable(files, True)
+        out, err = child.communicate(timeout=300)
+    finally:
+        immutable(files, False)
+    assert made
+    message = one_sentence(child.returncode, out, err, after_progress=True)
+    assert "Cannot write to the results database" in message and "rerun the same command to resume" in message
+    assert integrity(db) == "ok"
+    with ResultStore(db) as store:
+        prefix = store.completed_prefix(1, "native")
+        assert store.results() == [] and 0 < prefix < int(limit)  # whole chunks kept, the rest missing
+    done = subprocess.run(command + ["--db", str(db)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert_same_predictions(db, reference)
+    assert coverage(db) == {r: (int(limit), 1) for r in coverage(reference)}
+    figures(test="database read-only", trials=1, samples_kept_through_the_failure=prefix)
