@@ -415,7 +415,14 @@ def test_a_full_disk_stops_in_one_sentence_and_the_rerun_resumes(tmp_path):
     full_size = reference.stat().st_size
     done = subprocess.run(command + ["--db", str(db)], env=ENV, capture_output=True, text=True, timeout=600,
                           preexec_fn=limited(full_size * 3 // 4))
-    message = one_sentence(done.returncode, done.stdout, done.stderr, after_progress=True)
+    stopped_then_resumed("disk full", (done.returncode, done.stdout, done.stderr), command, db, reference, limit)
+
+
+def stopped_then_resumed(name: str, stopped: tuple[int, str, str], command: list[str], db: Path, reference: Path,
+                         limit: str) -> None:
+    """A run that could not write its database: one sentence and exit 2, the database intact with whole
+    chunks kept; the same command run again resumes to the reference's predictions."""
+    message = one_sentence(*stopped, after_progress=True)
     assert "Cannot write to the results database" in message and "rerun the same command to resume" in message
     assert integrity(db) == "ok"
     with ResultStore(db) as store:
@@ -425,7 +432,7 @@ def test_a_full_disk_stops_in_one_sentence_and_the_rerun_resumes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert_same_predictions(db, reference)
     assert coverage(db) == {r: (int(limit), 1) for r in coverage(reference)}
-    figures(test="disk full", trials=1, samples_kept_through_the_failure=prefix)
+    figures(test=name, trials=1, samples_kept_through_the_failure=prefix)
 
 
 def immutable(paths: list[Path], on: bool) -> bool:
@@ -474,14 +481,4 @@ def test_a_database_made_read_only_mid_run_stops_in_one_sentence_and_the_rerun_r
     finally:
         immutable(files, False)
     assert made
-    message = one_sentence(child.returncode, out, err, after_progress=True)
-    assert "Cannot write to the results database" in message and "rerun the same command to resume" in message
-    assert integrity(db) == "ok"
-    with ResultStore(db) as store:
-        prefix = store.completed_prefix(1, "native")
-        assert store.results() == [] and 0 < prefix < int(limit)  # whole chunks kept, the rest missing
-    done = subprocess.run(command + ["--db", str(db)], env=ENV, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    assert_same_predictions(db, reference)
-    assert coverage(db) == {r: (int(limit), 1) for r in coverage(reference)}
-    figures(test="database read-only", trials=1, samples_kept_through_the_failure=prefix)
+    stopped_then_resumed("database read-only", (child.returncode, out, err), command, db, reference, limit)
