@@ -126,6 +126,17 @@ def test_completed_prefix_with_gap(store):
     assert store.completed_prefix(run, "native") == 300
 
 
+def test_covered_merges_adjacent_chunks_and_keeps_gaps(store):
+    run = store.run_id(make_key(), {})
+    labels, ok, top5 = fake_samples(400)
+    assert store.covered(run, "native") == []
+    for start, stop in ((0, 100), (100, 150), (250, 300), (300, 400)):
+        store.add_chunk(run, start, labels[start:stop], ok[start:stop], {"native": top5[start:stop]})
+    store.add_chunk(run, 120, labels[120:130], ok[120:130], {"16": top5[120:130]})
+    assert store.covered(run, "native") == [(0, 150), (250, 400)]
+    assert store.covered(run, "16") == [(120, 130)]
+
+
 def test_overlapping_re_add_replaces_without_duplicates(store):
     run = store.run_id(make_key(), {})
     labels, ok, top5 = fake_samples(300)
