@@ -14,7 +14,7 @@ import logging
 import platform
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -361,6 +361,19 @@ class CellExecutor(Executor):
 
         A UserError (weights that cannot be had, a dataset that cannot be read) stops the run outside a
         batch (`lines` None) and is a Skip within one (`record_model_skip`, `record_unit`)."""
+
+    @staticmethod
+    def passes(units: list[WorkUnit], resolutions: tuple[Resolution, ...], config: EvalConfig,
+               retry: list[CellOutcome] | None) -> Iterator[tuple[WorkUnit, CellOutcome | None, tuple[Resolution, ...],
+                                                                 EvalConfig]]:
+        """(unit, the earlier outcome it completes, resolutions to compute, config) for each unit: a first pass
+        computes `resolutions` as configured; a pass over cells another process left (`retry`) computes only
+        those, and never resets them (no force)."""
+        for position, unit in enumerate(units):
+            if retry is None:
+                yield unit, None, resolutions, config
+            else:
+                yield unit, retry[position], tuple(retry[position].held), replace(config, force=False)
 
     def record_model_skip(self, work: Plan, spec: ModelSpec, units: list[WorkUnit], result: EvalResult,
                           lines: BatchLines | None, error: UserError) -> None:

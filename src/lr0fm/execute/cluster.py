@@ -242,15 +242,11 @@ class RayExecutor(CellExecutor):
               resolutions: tuple[Resolution, ...], result: EvalResult, lines: BatchLines | None, owner: Owner,
               retry: list[CellOutcome] | None) -> list[_Cell]:
         """Claim the cells of each unit and list the ranges the database does not hold for them."""
-        config = work.config
         cells = []
-        for position, unit in enumerate(units):
-            again = retry[position] if retry is not None else None
-            wanted = resolutions if again is None else tuple(again.held)
+        for unit, again, wanted, config in self.passes(units, resolutions, work.config, retry):
             dataset = work.datasets[unit.dataset]
             try:
-                outcome, pending = open_cell(self.store, facts, dataset, wanted,
-                                             config if again is None else replace(config, force=False), owner)
+                outcome, pending = open_cell(self.store, facts, dataset, wanted, config, owner)
             except UserError as error:
                 self.record_unit(spec, unit, error, result, lines, again)
                 continue

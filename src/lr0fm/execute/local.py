@@ -12,7 +12,6 @@ Error policy (`plan.policy`): `stop` raises the first UserError; `skip` records 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,7 +103,6 @@ class LocalExecutor(CellExecutor):
     def _run_model(self, work: Plan, spec: ModelSpec, units: list[WorkUnit], result: EvalResult,
                    progress: Progress | None, lines: BatchLines | None, owner: Owner,
                    retry: list[CellOutcome] | None = None) -> None:
-        config = work.config
         try:
             model = loader.load(spec, str(self.device))
             resolutions, dropped = work.resolutions_for(model.image_size)
@@ -113,13 +111,10 @@ class LocalExecutor(CellExecutor):
             return
         if retry is None:
             self.record_dropped(spec, model.image_size, dropped, result)
-        for position, unit in enumerate(units):
-            again = retry[position] if retry is not None else None
-            wanted = resolutions if again is None else tuple(again.held)
+        for unit, again, wanted, config in self.passes(units, resolutions, work.config, retry):
             try:
-                outcome = run_unit(self.store, model, work.datasets[unit.dataset], unit, wanted,
-                                   config if again is None else replace(config, force=False), self.device, progress,
-                                   owner)
+                outcome = run_unit(self.store, model, work.datasets[unit.dataset], unit, wanted, config, self.device,
+                                   progress, owner)
             except UserError as error:
                 outcome = error
             self.record_unit(spec, unit, outcome, result, lines, again)
