@@ -267,6 +267,22 @@ def test_pools_and_batch_plan(tmp_path):
         load_pool(str(tmp_path / "bad"))
 
 
+def test_a_dataset_pool_range_holds_exactly_those_images_and_is_its_own_pool():
+    whole = load_pool("fashion_mnist:test")
+    tail, head = load_pool("fashion_mnist:test[9990:]"), load_pool("fashion_mnist:test[:3]")
+    middle = load_pool("fashion_mnist:test[100:104]")
+    assert (len(tail), len(head), len(middle)) == (10, 3, 4)
+    for pool, first in ((tail, 9990), (head, 0), (middle, 100)):
+        for index in range(len(pool)):
+            assert pool.load_image(index).tobytes() == whole.load_image(first + index).tobytes()
+        assert pool.describe(0) == whole.describe(first)
+    assert len({whole.fingerprint(), tail.fingerprint(), head.fingerprint(), middle.fingerprint()}) == 4
+    with pytest.raises(UserError, match=r"holds no images: fashion_mnist:test has 10000"):
+        load_pool("fashion_mnist:test[10000:]")
+    with pytest.raises(UserError, match="Unknown image pool"):
+        load_pool("nope:test[1:2]")
+
+
 # --------------------------------------------------------------------------------------------------
 # Training
 
@@ -483,3 +499,174 @@ def test_resolution_gate_is_zero_at_native_and_learned_below():
     fresh = LowResTokens(tokens.layout).gates(torch.tensor([24, 16, 8]))
     assert torch.allclose(fresh[1:], torch.ones(2, tokens.layout.num_sets))  # from one octave down: always-on at start
     assert torch.allclose(fresh[0], torch.full((tokens.layout.num_sets,), math.log2(32 / 24)))
+
+
+# --------------------------------------------------------------------------------------------------
+# The patch-embedding tuning baseline (variant "patch")
+
+
+def test_patch_variant_is_the_base_model_at_native_and_its_copy_below(backbones):
+    """At native (or unknown) source resolution the base model bit for bit; below native the copy embeds."""
+    for name, make in backbones.items():
+        base = make()
+        n = base.image_size
+        x = pixels(4, n)
+        original = locate(base.visual, name).patch_projection
+        before = {k: v.clone() for k, v in original.state_dict().items()}
+        with torch.no_grad():
+            reference = base.encode_image(x)
+            model = wrap(base, "patch")
+            copy = model.tokens.patch
+            assert copy is not original and all(torch.equal(v, before[k]) for k, v in copy.state_dict().items()), name
+            for source in (None, n, 2 * n, torch.tensor([n, n, n + 1, 3 * n])):
+                assert torch.equal(model.encode_image(x, source_resolution=source), reference), (name, source)
+            for parameter in copy.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+            low = model.encode_image(x, source_resolution=n // 4)
+            mixed = model.encode_image(x, source_resolution=torch.tensor([n, n // 4, n, n - 1]))
+            assert torch.equal(model.encode_image(x, source_resolution=n), reference), name  # still the base at native
+            with model.tokens_off():
+                assert torch.equal(model.encode_image(x, source_resolution=n // 4), reference), name
+            model.detach()
+            detached = base.encode_image(x)
+        assert not torch.allclose(low, reference), name  # the copy is what embeds images below native
+        torch.testing.assert_close(mixed[[0, 2]], reference[[0, 2]], rtol=0, atol=1e-6)  # native rows: the base
+        torch.testing.assert_close(mixed[1], low[1], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(mixed[3], reference[3]), name  # one pixel below native is below native
+        assert torch.equal(detached, reference), name
+        assert all(torch.equal(v, before[k]) for k, v in original.state_dict().items()), name  # the original is untouched
+        assert not any(p.requires_grad for p in base.module.parameters()), name
+
+
+def test_patch_variant_layout_and_parameter_count(openclip_model):
+    base = openclip_model()
+    model = wrap(base, "patch")
+    conv = base.visual.conv1  # open_clip's patch embedding: (width, 3, patch, patch), no bias
+    assert model.layout.variant == "patch" and model.layout.conditioned and model.accepts_source_resolution
+    assert model.tokens.token_parameters() == conv.weight.numel() == 64 * 3 * 8 * 8
+    assert {name for name, p in model.tokens.named_parameters() if p.requires_grad} == {"patch.weight", "logit_scale"}
+    assert not model.tokens.decays("patch.weight") and wrap(openclip_model()).tokens.decays("block_tokens")
+    with pytest.raises(UserError, match="first-block"):
+        wrap(openclip_model(), "patch", first_block=1)
+    with pytest.raises(UserError, match="prompts"):
+        wrap(openclip_model(), "patch", prompts=4)
+
+
+def test_patch_variant_trains_only_the_copy(trainer, monkeypatch):
+    """A training run moves the copy (and the temperature) alone; the optimizer holds nothing else."""
+    run, arch, weights, tmp_path = trainer
+    from lr0fm.tokens import train as train_module
+
+    captured = {}
+    original_wrap, original_adamw = train_module.wrap, torch.optim.AdamW
+
+    def spy_wrap(base, *args, **kwargs):
+        captured["base"] = {k: v.clone() for k, v in base.module.state_dict().items()}
+        captured["model"] = model = original_wrap(base, *args, **kwargs)
+        return model
+
+    def spy_adamw(groups, **kwargs):
+        captured["optimized"] = [p for group in groups for p in group["params"]]
+        captured["decay"] = {id(p): group["weight_decay"] for group in groups for p in group["params"]}
+        return original_adamw(groups, **kwargs)
+
+    monkeypatch.setattr(train_module, "wrap", spy_wrap)
+    monkeypatch.setattr(torch.optim, "AdamW", spy_adamw)
+    result = run("patch.safetensors", variant="patch", steps=3, checkpoint_every=3)
+    model = captured["model"]
+    tokens = model.tokens
+    assert {id(p) for p in captured["optimized"]} == {id(tokens.patch.weight), id(tokens.logit_scale)}
+    assert captured["decay"][id(tokens.patch.weight)] == 0.0
+    after = model.base.module.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in captured["base"].items())  # the original conv1 too
+    assert not any(p.requires_grad for p in model.base.module.parameters())
+    assert not torch.equal(tokens.patch.weight, model.base.visual.conv1.weight)  # the copy moved
+    metadata, tensors = read_tokens(result.path)
+    assert metadata["layout"].variant == "patch" and set(tensors) == {"patch.weight", "logit_scale"}
+    assert metadata["training"]["token_parameters"] == result.token_parameters == model.base.visual.conv1.weight.numel()
+
+
+def test_patch_variant_lowers_the_loss_on_a_fixed_batch(trainer, tmp_path):
+    """Self-distillation on a fixed batch of views: the trained copy fits the teacher better than the
+    untrained one (which is the base model itself, the teacher)."""
+    import contextlib
+
+    from lr0fm.tokens.losses import multi_view_loss
+
+    run, arch, weights, _ = trainer
+    result = run("fit.safetensors", variant="patch", steps=30, batch_size=16, checkpoint_every=30)
+    trained = load_model(f"openclip:{arch}+tokens={result.path}", str(weights))
+    rng = np.random.default_rng(7)
+    images = [Image.open(path) for path in sorted((tmp_path / "pool").glob("*.png"))]
+    made = [make_views(image, 32, default_buckets(32), rng) for image in images]
+    views = torch.stack([v for v, _ in made]).float() / 255  # (B, V, 3, n, n)
+    sizes = torch.tensor([s for _, s in made])  # (B, V)
+    scale = torch.tensor(1 / 0.07)
+
+    def loss(model, tokens_on):
+        with torch.no_grad():
+            with model.tokens_off():
+                teacher = model.encode_image(views[:, 0])
+            with model.tokens_off() if not tokens_on else contextlib.nullcontext():
+                students = torch.stack([model.encode_image(views[:, v], source_resolution=sizes[:, v])
+                                        for v in range(views.shape[1])])
+        return float(multi_view_loss(teacher, students, scale)[0])
+
+    assert loss(trained, tokens_on=True) < loss(trained, tokens_on=False) - 0.01
+
+
+def test_patch_variant_file_round_trip_and_info(openclip_model, tmp_path):
+    from lr0fm.api import tokens_info
+    from lr0fm.tokens import attach_tokens, save_tokens
+
+    model = wrap(openclip_model(), "patch")
+    with torch.no_grad():
+        model.tokens.patch.weight.add_(torch.randn_like(model.tokens.patch.weight) * 0.1)
+    path = save_tokens(model, tmp_path / "patch.safetensors")
+    loaded = attach_tokens(openclip_model(), path)
+    x = pixels(4)
+    sources = torch.tensor([32, 16, 8, 31])
+    with torch.no_grad():
+        assert torch.equal(loaded.encode_image(x, source_resolution=sources), model.encode_image(x, source_resolution=sources))
+        assert torch.equal(loaded.encode_image(x), model.base.encode_image(x))
+    assert torch.equal(loaded.tokens.patch.weight, model.tokens.patch.weight)
+    assert loaded.fingerprint() == model.fingerprint() != loaded.base.fingerprint()
+    info = tokens_info(path)
+    assert info["layout"]["variant"] == "patch" and info["token_parameters"] == 64 * 3 * 8 * 8
+
+
+def test_patch_variant_through_the_cli_and_eval(trainer, tmp_path, make_folder, monkeypatch):
+    """`tokens train --variant patch`, `tokens info`, and eval with SPEC+tokens=FILE passing each cell's
+    source resolution; the native cell's predictions are the base model's."""
+    _, arch, weights, _ = trainer
+    out = tmp_path / "cli.patch.safetensors"
+    train = ["tokens", "train", "--model", f"openclip:{arch}", "--weights", str(weights), "--pool", str(tmp_path / "pool"),
+             "--out", str(out), "--steps", "3", "-b", "8", "--workers", "0", "--device", "cpu", "--lr", "5e-3",
+             "--variant", "patch"]
+    outcome = invoke(cli.app, train)
+    assert outcome.exit_code == 0, outcome.output
+    assert "12,288 token parameters" in " ".join(outcome.stderr.split())  # conv1: 64 x 3 x 8 x 8
+    assert read_tokens(out)[0]["layout"].variant == "patch"
+    shown = invoke(cli.app, ["tokens", "info", str(out)])
+    assert shown.exit_code == 0 and "patch" in shown.stdout and "12,288" in shown.stdout
+
+    from lr0fm.api import run_evaluation as evaluate
+    from lr0fm.plan import EvalConfig
+    from lr0fm.tokens.wrapper import LowResTokens
+
+    seen = []
+    original = LowResTokens.below_native
+    monkeypatch.setattr(LowResTokens, "below_native", lambda self, source: seen.append(source.tolist()) or original(self, source))
+    folder = make_folder(tmp_path / "data", {"dark": [20, 30], "light": [220, 230]})
+    db = tmp_path / "r.sqlite"
+    spec = f"openclip:{arch}+tokens={out}"
+    for model in (spec, f"openclip:{arch}"):
+        evaluate(EvalConfig(models=[model], weights=str(weights), datasets=[f"folder:{folder}"],
+                            resolutions="native,16,8", protocol="canonical", workers=0, device="cpu", db=db))
+    assert sorted(seen) == sorted([[32] * 4, [16] * 4, [8] * 4])  # only the tokens model's encodes are spied
+    from lr0fm.api import open_results, results
+
+    runs = {row["model_spec"]: row["run_id"] for row in results(db)}
+    with open_results(db) as store:  # the native cell: the base model's stored predictions, exactly
+        tokenized, base = (store.predictions(runs[model], "native") for model in (spec, f"openclip:{arch}"))
+    assert len(tokenized[1]) == 4 and all(np.array_equal(a, b) for a, b in zip(tokenized, base))

@@ -5,7 +5,9 @@ A pool is unlabelled images, optionally in groups (several images of one caption
 * a folder of images, searched recursively; if it holds `manifest.jsonl`, that file lists the images instead,
   one JSON object a line: {"file": "relative/path.png", "group": "caption id"} (`lr0fm synth` writes it);
 * a manifest file itself (`PATH/to/manifest.jsonl`), paths relative to its folder;
-* a dataset's split used without labels, `NAME:SPLIT`, e.g. `fashion_mnist:train` (bare NAME: its train split).
+* a dataset's split used without labels, `NAME:SPLIT`, e.g. `fashion_mnist:train` (bare NAME: its train split),
+  or a range of its images, `NAME:SPLIT[START:STOP]` in Python's slice notation (either bound may be left
+  out), e.g. `fashion_mnist:train[10000:]` to keep the first 10,000 images out of training for validation.
 
 Batches hold P groups x K images when the pool has groups (the authors' hard negatives), random images
 otherwise. The order is a pure function of (seed, step), so a resumed run sees exactly the batches an
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,9 @@ from .views import CROP_SCALE, make_views
 
 MANIFEST = "manifest.jsonl"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-POOL_FORMS = "a folder of images (optionally with manifest.jsonl), a manifest .jsonl file, or DATASET:SPLIT such as fashion_mnist:train"
+POOL_FORMS = ("a folder of images (optionally with manifest.jsonl), a manifest .jsonl file, or DATASET:SPLIT such as "
+              "fashion_mnist:train (a range of it: fashion_mnist:train[10000:])")
+_RANGE = re.compile(r"^(?P<pool>[^\[\]]+?)\[(?P<start>\d*):(?P<stop>\d*)\]$")
 
 
 @dataclass
@@ -38,19 +43,24 @@ class ImagePool:
     paths: list[Path] | None  # file pools
     dataset: object | None  # dataset pools (a ZeroShotDataset; labels unused)
     groups: list[str] | None
+    window: range | None = None  # dataset pools: the dataset's images in the pool, NAME:SPLIT[START:STOP]
 
     def __len__(self) -> int:
-        return len(self.paths) if self.paths is not None else len(self.dataset)
+        return len(self.paths) if self.paths is not None else len(self._window)
+
+    @property
+    def _window(self) -> range:
+        return self.window if self.window is not None else range(len(self.dataset))
 
     def load_image(self, index: int) -> Image.Image:
         if self.paths is None:
-            return self.dataset.read_image(index)
+            return self.dataset.read_image(self._window[index])
         with Image.open(self.paths[index]) as image:
             image.load()
             return image
 
     def describe(self, index: int) -> str:
-        return str(self.paths[index]) if self.paths is not None else self.dataset.describe(index)
+        return str(self.paths[index]) if self.paths is not None else self.dataset.describe(self._window[index])
 
     def fingerprint(self) -> str:
         """Changes when the list of images, their sizes on disk, or the groups change."""
@@ -117,14 +127,22 @@ def _dataset_pool(spec: str, data_root: str | None) -> ImagePool:
     from ..data import DATASETS, load_dataset
     from ..data.lr0fm_suite import SUITE
 
-    name, _, split = spec.rpartition(":") if ":" in spec else (spec, "", "train")
+    ranged = _RANGE.match(spec)
+    whole = ranged["pool"] if ranged else spec
+    name, _, split = whole.rpartition(":") if ":" in whole else (whole, "", "train")
     if name not in DATASETS and name not in SUITE:
         raise UserError(f"Unknown image pool {spec!r}; give {POOL_FORMS}.")
     dataset = load_dataset(name, data_root, split or "train")
+    window = None
+    if ranged:
+        size = len(dataset)
+        window = range(size)[slice(int(ranged["start"] or 0), int(ranged["stop"] or size))]
+        if not window:
+            raise UserError(f"Image pool {spec} holds no images: {whole} has {size}; give a range within [0:{size}].")
     if dataset.split == "test":
         # Labels are never read, but the benchmark's own test images would still be seen in training.
         logging.getLogger(__name__).warning("Training tokens on %s's test split: evaluate them on other data.", name)
-    return ImagePool(spec, None, dataset, None)
+    return ImagePool(spec, None, dataset, None, window)
 
 
 class BatchPlan:
