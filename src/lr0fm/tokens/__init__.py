@@ -1,4 +1,5 @@
-"""LR-TK0: learnable low-resolution tokens for frozen ViTs (wrapper, views, pools, loss, trainer, files).
+"""LR-TK0: learnable low-resolution tokens for frozen ViTs (wrapper, views, pools, loss, trainer, files),
+and the baselines trained the same way: VPT-deep prompts and a tuned low-resolution patch embedding.
 
     model = lr0fm.load_model("lr0fm-tiny")
     tokenized = wrap(model)                      # tokens on, backbone frozen

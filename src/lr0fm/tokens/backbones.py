@@ -10,6 +10,8 @@ every transformer block. This file finds those modules and says how their tensor
 | transformers CLIP / SigLIP / BLIP vision | `embeddings.patch_embedding` (B, D, H, W) | `encoder.layers`, (B, L, D) | class token (none for SigLIP) |
 
 In every case the prefix tokens come first, so the patch tokens are the last N positions of the sequence.
+The patch projection, the conv that maps pixels to patch vectors (what the ``patch`` variant copies), is the
+patch embedding itself for open_clip and transformers towers and timm's `patch_embed.proj`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Anatomy:
     width: int
     num_prefix: int  # class / register tokens before the patches
     rope: bool  # rotary position embeddings sized to the patch grid (no room for extra prompt tokens)
+    patch_projection: nn.Module | None = None  # the conv (or linear) inside patch_embed that maps pixels to patches
 
     @property
     def num_blocks(self) -> int:
@@ -86,6 +89,7 @@ def _open_clip(visual) -> Anatomy:
         width=int(visual.conv1.out_channels),
         num_prefix=1,  # _embeds always prepends the class embedding, whatever the pooling
         rope=False,
+        patch_projection=visual.conv1,
     )
 
 
@@ -109,6 +113,7 @@ def _timm(trunk) -> Anatomy:
         width=int(trunk.embed_dim),
         num_prefix=int(getattr(trunk, "num_prefix_tokens", 0)),
         rope=getattr(trunk, "rope", None) is not None,
+        patch_projection=getattr(embed, "proj", embed),
     )
 
 
@@ -127,6 +132,7 @@ def _transformers(visual) -> Anatomy:
         width=int(conv.out_channels),
         num_prefix=1 if hasattr(embeddings, "class_embedding") else 0,
         rope=False,
+        patch_projection=conv,
     )
 
 

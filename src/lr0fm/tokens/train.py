@@ -2,7 +2,9 @@
 
 Teacher: the same network with tokens off, no grad, on the native view. Student: tokens on, on the native
 view and one view per resolution bucket, all cut from the same crop. Loss: the sum over views of the
-symmetric InfoNCE between teacher and student embeddings with a learnable temperature.
+symmetric InfoNCE between teacher and student embeddings with a learnable temperature. "Tokens" are whatever
+the variant learns (wrapper.VARIANTS): for the patch variant, the copy of the patch embedding that embeds the
+low-resolution views (the native view goes through the frozen original), trained without weight decay.
 
 A checkpoint (`OUT.ckpt`) is written every `checkpoint_every` steps; `resume=True` continues from it with
 the same tokens, optimizer, schedule, RNG and batch order, so a killed run ends exactly where an
@@ -228,8 +230,8 @@ def _train(config: TokenTrainConfig, processes: Processes, callback) -> TrainRes
         out.parent.mkdir(parents=True, exist_ok=True)
         checkpoint = checkpoint_path(out)
 
-        decay = [p for name, p in tokens.named_parameters() if p.ndim >= 2]
-        no_decay = [p for name, p in tokens.named_parameters() if p.ndim < 2]  # temperature, gate biases
+        decay = [p for name, p in tokens.named_parameters() if tokens.decays(name)]
+        no_decay = [p for name, p in tokens.named_parameters() if not tokens.decays(name)]  # temperature, biases, patch copy
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr, betas=tuple(config.betas), eps=config.eps,
@@ -283,7 +285,7 @@ def _train(config: TokenTrainConfig, processes: Processes, callback) -> TrainRes
     )
     student = processes.student(model)  # with several processes: DistributedDataParallel
     began = time.perf_counter()
-    conditioned = config.variant == "resolution"
+    conditioned = model.layout.conditioned  # the resolution and patch variants see each view's source size
     step = start
     for _, ok, views, sizes in loader:
         if processes.distributed:  # which images of the whole global batch could be read

@@ -12,6 +12,12 @@ Variants (all keep the backbone frozen and add one learnable temperature for the
 * ``vpt``: the VPT-deep baseline. P learnable prompt tokens are inserted after the prefix tokens before
   block k and replaced before every later block; they are dropped after the last block, so pooling and
   heads see the original sequence.
+* ``patch``: a patch-embedding tuning baseline in the spirit of MSPE (multi-scale patch embedding). A copy of
+  the projection that makes the patch tokens (`Anatomy.patch_projection`), initialised from the frozen
+  original, is the only thing learned; it replaces the original for the images whose source resolution is
+  below native, and native images (or an unknown source resolution) go through the original, so there the
+  model is exactly the base model. The images still reach the model at its native size, so the copy keeps
+  the original's shape and only its weights adapt to upsampled low-resolution pixels.
 
 With tokens switched off (`TokenModel.tokens_off()`) no hook touches a tensor: outputs equal the base model's.
 """
@@ -19,6 +25,7 @@ With tokens switched off (`TokenModel.tokens_off()`) no hook touches a tensor: o
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import math
 from dataclasses import asdict, dataclass
@@ -35,7 +42,9 @@ VARIANTS = {
     "always": "the paper's LR-TK0: additive per-position tokens, always on",
     "resolution": "additive tokens scaled by a learned function of the source resolution (fades out at native)",
     "vpt": "VPT-deep baseline: prompt tokens inserted before each block (sized to the tokens' parameter budget)",
+    "patch": "patch-embedding tuning baseline: a learned copy of the patch embedding for images below native",
 }
+CONDITIONED = ("resolution", "patch")  # the variants that need each image's source resolution
 GATE_HIDDEN = 16
 INIT_TEMPERATURE = 0.07  # CLIP's; the authors' open_clip code started at 1 by mistake (PAPER.md §5)
 MAX_LOGIT_SCALE = 100.0
@@ -58,7 +67,12 @@ class TokenLayout:
 
     @property
     def has_input_set(self) -> bool:
-        return self.variant != "vpt" and self.first_block == 0
+        return self.variant not in ("vpt", "patch") and self.first_block == 0
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the variant needs each image's source resolution (`TokenModel.encode_image`)."""
+        return self.variant in CONDITIONED
 
     @property
     def block_sets(self) -> int:
@@ -93,6 +107,8 @@ def make_layout(anatomy: Anatomy, native: int, variant: str = "always", first_bl
             raise UserError(f"--prompts must be a positive number of prompt tokens, not {prompts}.")
     elif prompts:
         raise UserError("--prompts applies to --variant vpt only.")
+    if variant == "patch" and first_block:
+        raise UserError("--first-block applies to the token variants; --variant patch tunes the patch embedding alone.")
     return TokenLayout(
         variant=variant, backbone=anatomy.kind, num_patches=anatomy.num_patches, width=anatomy.width,
         num_blocks=anatomy.num_blocks, num_prefix=anatomy.num_prefix, native=int(native), first_block=int(first_block),
@@ -101,9 +117,18 @@ def make_layout(anatomy: Anatomy, native: int, variant: str = "always", first_bl
 
 
 class LowResTokens(nn.Module):
-    """The learnable parameters of one variant, and the hooks that apply them to a tower."""
+    """The learnable parameters of one variant, and the hooks that apply them to a tower.
 
-    def __init__(self, layout: TokenLayout, init_std: float = 0.02, seed: int | None = 0):
+    Args:
+        layout: the shapes and the variant.
+        init_std: standard deviation of the token init (truncated at two); 0 starts the tokens at zero.
+        seed: seed of the token and gate init (None: the global RNG).
+        patch_projection: the tower's patch projection (`Anatomy.patch_projection`); the ``patch`` variant
+            starts its copy from it, and needs it.
+    """
+
+    def __init__(self, layout: TokenLayout, init_std: float = 0.02, seed: int | None = 0,
+                 patch_projection: nn.Module | None = None):
         super().__init__()
         self.layout = layout
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -119,6 +144,12 @@ class LowResTokens(nn.Module):
 
         if layout.variant == "vpt":
             self.prompts = init(layout.block_sets, layout.prompts, d)
+        elif layout.variant == "patch":
+            if patch_projection is None:
+                raise ValueError("the patch variant starts from the tower's patch projection; pass patch_projection")
+            self.patch = copy.deepcopy(patch_projection).float().requires_grad_(True)
+            self.patch._forward_hooks.clear()  # a copy of the module, not of whatever observes the original
+            self.patch._forward_pre_hooks.clear()
         else:
             self.input_tokens = init(1, n, d) if layout.has_input_set else None
             self.block_tokens = init(layout.block_sets, n, d)
@@ -136,10 +167,17 @@ class LowResTokens(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / INIT_TEMPERATURE)))
         self.enabled = True
         self._gates: torch.Tensor | None = None  # (B, num_sets) while a resolution-conditioned forward runs
+        self._below: torch.Tensor | None = None  # (B,) bool, images below native, while a patch forward runs
 
     def token_parameters(self) -> int:
         """Parameters that change the image embeddings (the temperature only shapes the training loss)."""
         return sum(p.numel() for name, p in self.named_parameters() if name != "logit_scale")
+
+    def decays(self, name: str) -> bool:
+        """Whether AdamW's weight decay applies to the parameter `name`: the token sets, prompts and gate
+        weights; never the temperature, the biases, nor the patch embedding copy (decay would pull it from
+        the pretrained weights it starts at toward zero)."""
+        return self.get_parameter(name).ndim >= 2 and not name.startswith("patch.")
 
     def gates(self, source_resolution: torch.Tensor) -> torch.Tensor:
         """(B,) source resolutions in pixels -> (B, num_sets) token strengths, 0 at native and above."""
@@ -149,10 +187,15 @@ class LowResTokens(nn.Module):
         lost = lost.to(first.weight.device, first.weight.dtype)
         return lost.clamp(max=1.0) * self.gate(lost)
 
+    def below_native(self, source_resolution: torch.Tensor) -> torch.Tensor:
+        """(B,) source resolutions in pixels -> (B,) bool: the images the patch variant's copy embeds."""
+        return source_resolution < self.layout.native
+
     @contextlib.contextmanager
     def conditioned(self, source_resolution, batch: int) -> Iterator[None]:
-        """Within the block, forwards use the gates of these source resolutions (resolution variant only)."""
-        if self.layout.variant != "resolution" or not self.enabled:
+        """Within the block, forwards use the gates (resolution variant) or the patch embedding (patch
+        variant) of these source resolutions; the other variants ignore them."""
+        if not self.layout.conditioned or not self.enabled:
             yield
             return
         if source_resolution is None:  # unknown: assume the image was never smaller than native
@@ -162,11 +205,14 @@ class LowResTokens(nn.Module):
             values = values.expand(batch)
         if values.numel() != batch:
             raise ValueError(f"source_resolution has {values.numel()} entries for a batch of {batch}")
-        self._gates = self.gates(values)
+        if self.layout.variant == "patch":
+            self._below = self.below_native(values)
+        else:
+            self._gates = self.gates(values)
         try:
             yield
         finally:
-            self._gates = None
+            self._gates = self._below = None
 
     def _scaled(self, tokens: torch.Tensor, set_index: int) -> torch.Tensor:
         """(1, N, D) tokens, times each image's gate for this set -> (1 or B, N, D)."""
@@ -183,6 +229,8 @@ class LowResTokens(nn.Module):
                 f"These tokens are shaped for {layout.num_patches} patches × width {layout.width} × {layout.num_blocks} blocks, "
                 f"but the model has {anatomy.num_patches} × {anatomy.width} × {anatomy.num_blocks}; use the base model they were trained on."
             )
+        if layout.variant == "patch":
+            return [anatomy.patch_projection.register_forward_hook(self._low_res_patch_hook())]
         handles = []
         if layout.has_input_set:
             handles.append(anatomy.patch_embed.register_forward_hook(self._patch_hook(anatomy)))
@@ -197,6 +245,19 @@ class LowResTokens(nn.Module):
             if not self.enabled:
                 return None
             return add_to_patch_embedding(output, self._scaled(self.input_tokens, 0), anatomy)
+        return hook
+
+    def _low_res_patch_hook(self):
+        """The copy's output replaces the original projection's for the images below native; native images
+        (and every image when none is below native) keep the original's output untouched."""
+        def hook(module, inputs, output):
+            if not self.enabled or self._below is None or not bool(self._below.any()):
+                return None
+            rows = self._below.nonzero().flatten().to(output.device)
+            pixels = inputs[0].index_select(0, rows)
+            weights = {name: p.to(pixels.dtype) for name, p in self.patch.named_parameters()}
+            low = torch.func.functional_call(self.patch, weights, (pixels,))
+            return output.index_copy(0, rows, low.to(output.dtype))
         return hook
 
     def _block_hook(self, anatomy: Anatomy, position: int):
@@ -267,7 +328,7 @@ class TokenModel(ZeroShotModel):
         self.logit_scale = base.logit_scale
         self.logit_bias = base.logit_bias
         self.module = _Joined(base.module, tokens)
-        self.accepts_source_resolution = tokens.layout.variant == "resolution"
+        self.accepts_source_resolution = tokens.layout.conditioned
         tokens.to(base.device)
         self._handles = tokens.attach(anatomy)
 
@@ -281,8 +342,8 @@ class TokenModel(ZeroShotModel):
 
     def encode_image(self, pixels: torch.Tensor, source_resolution=None) -> torch.Tensor:
         """Pixels in [0, 1] -> embeddings. `source_resolution` (int, or one per image) is the side in pixels
-        the picture really had before it was brought to native size; only the resolution variant uses it
-        (None: native). For a user's image that is the file's own size (its short side)."""
+        the picture really had before it was brought to native size; only the resolution and patch variants
+        use it (None: native). For a user's image that is the file's own size (its short side)."""
         with self.tokens.conditioned(source_resolution, len(pixels)):
             return self.base.encode_image(pixels)
 
@@ -325,7 +386,7 @@ def wrap(base: ZeroShotModel, variant: str = "always", first_block: int = 0, pro
     if layout is None:
         layout = make_layout(anatomy, base.image_size, variant, first_block, prompts)
     base.module.eval().requires_grad_(False)
-    tokens = LowResTokens(layout, init_std=init_std, seed=seed)
+    tokens = LowResTokens(layout, init_std=init_std, seed=seed, patch_projection=anatomy.patch_projection)
     model = TokenModel(base, tokens, anatomy, tokens_file)
     visual._lr0fm_tokens_attached = True  # guards against stacking two token sets on one tower
     return model
