@@ -6,8 +6,11 @@ transformer block are compared between native and low resolution by cosine simil
 images. Pooling "mean" follows the paper's analysis (mean-pooled patch tokens, then cosine); "token"
 takes the cosine of each patch token with the same patch at native resolution and averages over patches.
 
-Unlike the report, this runs the model. Supported: open_clip VisionTransformer towers, i.e. lr0fm-tiny and
-openclip: ViT models (and registry names that resolve to them).
+Unlike the report, this runs the model. It works on every tower LR-TK0 supports: open_clip ViTs (lr0fm-tiny,
+openclip: ViTs), timm ViT/EVA trunks inside open_clip (openclip:EVA02-*), and transformers CLIP, SigLIP and
+BLIP vision models (hf:). Which modules to hook and how their tensors are laid out (tuple outputs, sequence
+first, class/register tokens or none, conv maps or flattened patches) comes from the one description of a
+tower's anatomy in `tokens.backbones`; the prefix tokens are left out, so only the patch tokens are compared.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import torch.nn.functional as F
 
 from .errors import UserError
 from .fileio import atomic_path
+from .tokens.backbones import Anatomy, block_patch_tokens, locate, patch_tokens, vision_tower
 
-SUPPORTED = "lr0fm-tiny and openclip: ViT models (open_clip VisionTransformer image towers)"
+PURPOSE = "Layer analysis"
 POOLINGS = ("mean", "token")
 PATCH_EMBEDDING = "patch embedding"
 
@@ -42,32 +46,17 @@ class LayerSimilarity:
     protocol: str
 
 
-def vision_transformer(model) -> torch.nn.Module:
-    """The model's open_clip VisionTransformer, or a UserError naming what is supported."""
-    from open_clip.transformer import VisionTransformer
-
-    visual = getattr(model, "visual", None)
-    if visual is None:
-        visual = getattr(getattr(model, "module", None), "visual", None)
-    if not isinstance(visual, VisionTransformer):
-        kind = type(visual).__name__ if visual is not None else type(model).__name__
-        raise UserError(f"Layer analysis supports {SUPPORTED}; {model.spec} has a {kind} image tower.")
-    return visual
-
-
 class _Probe:
     """Forward hooks that reduce each layer's patch tokens to a native-vs-low cosine per image on the fly,
     so memory stays small whatever the model depth."""
 
-    def __init__(self, visual: torch.nn.Module, views: int, pooling: str):
-        self.views, self.pooling = views, pooling
-        self.grid = None
-        self.batch_first = getattr(visual.transformer, "batch_first", True)
+    def __init__(self, anatomy: Anatomy, views: int, pooling: str):
+        self.anatomy, self.views, self.pooling = anatomy, views, pooling
         self.sums: dict[str, torch.Tensor] = {}
-        self.names = [PATCH_EMBEDDING] + [f"block {i + 1}" for i in range(len(visual.transformer.resblocks))]
-        self.handles = [visual.conv1.register_forward_hook(self._patch_embedding)]
-        for name, block in zip(self.names[1:], visual.transformer.resblocks):
-            self.handles.append(block.register_forward_hook(self._block(name)))
+        self.names = [PATCH_EMBEDDING] + [f"block {i + 1}" for i in range(anatomy.num_blocks)]
+        self.handles = [anatomy.patch_embed.register_forward_hook(self._hook(PATCH_EMBEDDING, patch_tokens))]
+        for name, block in zip(self.names[1:], anatomy.blocks):
+            self.handles.append(block.register_forward_hook(self._hook(name, block_patch_tokens)))
 
     def close(self) -> None:
         for handle in self.handles:
@@ -84,17 +73,9 @@ class _Probe:
         total = similarity.sum(0).cpu().double()  # (views - 1,)
         self.sums[name] = self.sums[name] + total if name in self.sums else total
 
-    def _patch_embedding(self, module, inputs, output) -> None:
-        self.grid = output.shape[-2] * output.shape[-1]
-        self._record(PATCH_EMBEDDING, output.flatten(2).transpose(1, 2))
-
-    def _block(self, name: str):
+    def _hook(self, name: str, read):
         def hook(module, inputs, output) -> None:
-            x = output[0] if isinstance(output, tuple) else output
-            if not self.batch_first:
-                x = x.transpose(0, 1)
-            # Prefix tokens (class token) come first; the patch tokens are the last grid**2.
-            self._record(name, x[:, -self.grid:])
+            self._record(name, read(output, self.anatomy))
         return hook
 
 
@@ -104,8 +85,17 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
                      batch_size: int = 32, device: str = "auto", loaded=None) -> LayerSimilarity:
     """Mean cosine similarity between native and low-resolution patch-token features, layer by layer.
 
-    `resolutions`: low resolutions (default: the model's sweep); "native" is always the reference.
-    `loaded`: an already loaded ZeroShotModel to use instead of loading `model` (its spec is reported).
+    The patch embedding and every block of the image tower (`tokens.backbones.locate`) are hooked while
+    `encode_image` runs; each hook reads the patch tokens (`patch_tokens`, `block_patch_tokens`) and keeps
+    only the running sums of the cosines.
+
+    Args:
+        resolutions: low resolutions (default: the model's sweep); "native" is always the reference.
+        loaded: an already loaded ZeroShotModel to use instead of loading `model` (its spec is reported).
+        The others: as for `lr0fm.api.layer_similarity`.
+
+    Raises:
+        UserError: a model without a ViT image tower, bad options, or no readable image.
     """
     from . import loader
     from .data import load_dataset
@@ -122,15 +112,13 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
     if loaded is None:
         spec = parse_spec(model, weights)
         loader.check(spec)
-        if spec.backend == "hf":  # refused before anything is downloaded or loaded
-            raise UserError(f"Layer analysis supports {SUPPORTED}; {model} is a transformers model.")
     torch_device = resolve_device(device)
     data = load_dataset(dataset, data_root, split).limit(limit)
     if loaded is None:
         loaded = loader.load(spec, str(torch_device))
     else:
         loaded.to(torch_device)
-    visual = vision_transformer(loaded)
+    anatomy = locate(vision_tower(loaded, PURPOSE), loaded.spec, PURPOSE)
     native = loaded.image_size
     if requested is not None:
         check_below(requested, native)
@@ -139,7 +127,7 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
         raise UserError("Give at least one low resolution, e.g. --resolutions 16,8.")
     maker = ViewMaker(protocol, native, ["native", *low], loaded.family)
 
-    probe = _Probe(visual, 1 + len(low), pooling)
+    probe = _Probe(anatomy, 1 + len(low), pooling)
     used = skipped = 0
     try:
         with torch.inference_mode():
@@ -153,7 +141,7 @@ def layer_similarity(model: str, dataset: str, resolutions: str | Sequence[int |
                 if not views:
                     continue
                 pixels = torch.stack(views).flatten(0, 1).to(torch_device).float().div_(255)
-                visual(loaded.normalize(pixels))
+                loaded.encode_image(pixels)  # the hooks record every layer on the way
                 used += len(views)
     finally:
         probe.close()

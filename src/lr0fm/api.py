@@ -585,7 +585,9 @@ def layer_similarity(
     after each transformer block (nothing is stored in the results database).
 
     Args:
-        model: lr0fm-tiny or an openclip: ViT spec (or a registry name that resolves to one).
+        model: a spec with a ViT image tower: lr0fm-tiny, openclip: ViTs and timm ViT/EVA trunks
+            (openclip:EVA02-*), hf: CLIP, SigLIP and BLIP (hub id or saved folder), or a registry name
+            that resolves to one of them.
         dataset: a dataset name or folder:PATH.
         resolutions: low resolutions, e.g. "16,8" (default: the model's sweep); native is the reference.
         limit: average over the first N images (None: all).
@@ -601,8 +603,8 @@ def layer_similarity(
         native, resolutions, n_images, n_skipped, pooling, protocol.
 
     Raises:
-        UserError: an unsupported model (transformers models), bad options, no readable image, an
-            unwritable `out` or `plot`.
+        UserError: a model without a ViT image tower (e.g. ResNet or ConvNeXt towers), bad options, no
+            readable image, an unwritable `out` or `plot`.
 
     Example:
         >>> result = lr0fm.api.layer_similarity("lr0fm-tiny", "fashion_mnist", "16,8", limit=64)

@@ -247,7 +247,7 @@ app.add_typer(analyze_app, name="analyze")
 
 @analyze_app.command("layers")
 def analyze_layers_command(
-    model: str = typer.Option(..., "--model", "-m", help="Model spec: lr0fm-tiny or an openclip: ViT."),
+    model: str = typer.Option(..., "--model", "-m", help="Model spec with a ViT image tower: lr0fm-tiny, openclip: ViTs and EVA02 (timm trunks), hf: CLIP, SigLIP or BLIP (hub id or saved folder), or a registry name."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name or folder:PATH."),
     resolutions: Optional[str] = typer.Option(None, "--resolutions", "-r", help="Low resolutions, comma list (default: the model's sweep)."),
     limit: int = typer.Option(256, "--limit", help="Images to average over (the first N)."),
@@ -263,7 +263,11 @@ def analyze_layers_command(
 ):
     """Cosine similarity of native vs low-resolution patch-token features after the patch embedding and each block.
 
+    Works on every ViT tower LR-TK0 supports (open_clip, timm/EVA trunks, transformers CLIP/SigLIP/BLIP);
+    class and register tokens are left out.
+
     Example: lr0fm analyze layers --model lr0fm-tiny --dataset fashion_mnist --limit 256 --plot layers.png
+    Example: lr0fm analyze layers --model hf:google/siglip-base-patch16-224 --dataset imagenet -r 64,16 --out layers.csv
     """
     from . import api
 

@@ -1,7 +1,8 @@
 """Where the patch tokens live in each supported ViT image tower.
 
-LR-TK0 never copies a backbone's forward code: it hooks the module that makes the patch embeddings and
-every transformer block. This file finds those modules and says how their tensors are laid out.
+LR-TK0 and the layer analysis (`lr0fm.analysis`) never copy a backbone's forward code: they hook the module
+that makes the patch embeddings and every transformer block. This file finds those modules, says how their
+tensors are laid out, and reads the patch tokens out of them (`patch_tokens`, `block_patch_tokens`).
 
 | tower                                   | patch embedding (output)          | blocks (input layout)              | prefix tokens |
 |-----------------------------------------|-----------------------------------|------------------------------------|---------------|
@@ -50,16 +51,20 @@ class Anatomy:
         return len(self.blocks)
 
 
-def vision_tower(model) -> nn.Module:
-    """The image tower of a ZeroShotModel (its `visual`), or a UserError."""
+def vision_tower(model, purpose: str = "LR-TK0 tokens") -> nn.Module:
+    """The image tower of a ZeroShotModel (its `visual`), or a UserError that names `purpose`."""
     visual = getattr(model, "visual", None)
     if visual is None:
-        raise UserError(f"LR-TK0 tokens need a ViT image tower; {getattr(model, 'spec', model)!r} exposes none. Supported: {SUPPORTED}.")
+        raise UserError(f"{purpose}: {getattr(model, 'spec', model)!r} exposes no ViT image tower. Supported: {SUPPORTED}.")
     return visual
 
 
-def locate(visual: nn.Module, name: str = "this model") -> Anatomy:
-    """Find the patch embedding and the blocks of `visual`; a UserError for towers without patch tokens."""
+def locate(visual: nn.Module, name: str = "this model", purpose: str = "LR-TK0 tokens") -> Anatomy:
+    """Find the patch embedding and the blocks of `visual`.
+
+    Raises:
+        UserError: `visual` has no patch tokens (e.g. a ConvNeXt or ResNet tower); the message names `purpose`.
+    """
     from open_clip.transformer import VisionTransformer
 
     if isinstance(visual, VisionTransformer):
@@ -73,7 +78,7 @@ def locate(visual: nn.Module, name: str = "this model") -> Anatomy:
     encoder = getattr(visual, "encoder", None)
     if embeddings is not None and hasattr(embeddings, "patch_embedding") and hasattr(encoder, "layers"):
         return _transformers(visual)
-    raise UserError(f"LR-TK0 tokens need a ViT with patch tokens; {name} has a {type(visual).__name__} image tower. Supported: {SUPPORTED}.")
+    raise UserError(f"{purpose}: {name} has a {type(visual).__name__} image tower, not a ViT with patch tokens. Supported: {SUPPORTED}.")
 
 
 def _open_clip(visual) -> Anatomy:
@@ -146,3 +151,22 @@ def add_to_patch_embedding(output: torch.Tensor, tokens: torch.Tensor, anatomy: 
     if anatomy.patch_format == "NHWC":
         return output + grid
     return output + grid.permute(0, 3, 1, 2)
+
+
+def patch_tokens(output: torch.Tensor, anatomy: Anatomy) -> torch.Tensor:
+    """The patch embedding's output as (B, N, D) in patch order (row-major over the grid), the inverse of the
+    layout `add_to_patch_embedding` writes."""
+    if anatomy.patch_format == "NLD":
+        return output
+    if anatomy.patch_format == "NHWC":
+        return output.flatten(1, 2)
+    return output.flatten(2).transpose(1, 2)
+
+
+def block_patch_tokens(output, anatomy: Anatomy) -> torch.Tensor:
+    """A block's output as (B, N, D) patch tokens: the hidden states of a tuple output (older transformers
+    layers), batch first, without the prefix tokens (and any prompts) before the patches."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    if anatomy.sequence_first:
+        hidden = hidden.transpose(0, 1)
+    return hidden[:, -anatomy.num_patches:]
