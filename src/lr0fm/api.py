@@ -249,7 +249,8 @@ def train_tokens(
         steps, batch_size, group_size, lr, weight_decay, warmup, seed: the optimisation (AdamW, linear
             warm-up then cosine; K = group_size images per group in a batch). Under torchrun, batch_size is
             the global batch, split evenly across the processes (see `tokens.distributed`).
-        variant: "always" (the paper's), "resolution" (strength learned per source resolution) or "vpt".
+        variant: "always" (the paper's), "resolution" (strength learned per source resolution), "vpt", or
+            "patch" (a tuned copy of the patch embedding for images below native; no tokens).
         first_block, prompts, buckets: the token layout and the low-resolution size buckets.
         checkpoint_every, resume, overwrite: checkpointing; resume continues OUT.ckpt exactly.
         weights, data_root, device, workers, precision ("auto", "fp32", "bf16"): as for `evaluate`.

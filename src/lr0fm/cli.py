@@ -325,7 +325,7 @@ def tokens_train_command(
     weight_decay: float = typer.Option(0.2, "--weight-decay", help="AdamW weight decay on the tokens (never on the temperature)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Warm-up steps (default: a tenth of --steps, at most 2000)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the token init, batch order, crops and view sizes."),
-    variant: str = typer.Option("always", "--variant", help="always (the paper's), resolution (strength learned per source resolution) or vpt (VPT-deep baseline)."),
+    variant: str = typer.Option("always", "--variant", help="always (the paper's), resolution (strength learned per source resolution), vpt (VPT-deep baseline) or patch (a tuned copy of the patch embedding for images below native)."),
     first_block: int = typer.Option(0, "--first-block", help="First block that gets tokens; above 0 there is no input set."),
     prompts: Optional[int] = typer.Option(None, "--prompts", help="With --variant vpt: prompt tokens per block (default: the tokens' parameter budget)."),
     buckets: Optional[str] = typer.Option(None, "--buckets", help="Low-resolution size buckets LOW-HIGH (HIGH excluded), e.g. 4-8,8-16,16-32 (default: 16-32,32-64,64-128 for 128 px and up, native/8..native otherwise)."),
