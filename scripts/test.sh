@@ -3,8 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The optional extras the tests exercise: Ray (the cluster executor's tests start a local cluster).
-.venv/bin/python -m pip install -q -e ".[test,ray]"
+# The optional extras the tests exercise: Ray (the cluster executor's tests start a local cluster) and
+# spandrel (the super-resolution front end's tests read the networks they build).
+.venv/bin/python -m pip install -q -e ".[test,ray,sr]"
 # Headless Chromium renders the HTML report and pdflatex compiles report.tex in their tests (each test is
 # skipped where its tool is missing).
 missing=()

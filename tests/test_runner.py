@@ -438,9 +438,9 @@ def test_views_split_for_a_device_give_the_same_predictions(tmp_path, tiny_openc
     split = ViewMaker.split
     calls = []
 
-    def on_device(self, on_device):
+    def on_device(self, on_device, upsample=True):
         calls.append(on_device)
-        return split(self, True)
+        return split(self, True, upsample)
 
     tables = {}
     for name in ("workers", "device"):

@@ -140,11 +140,12 @@ def evaluate(
 
 
 def load_model(spec: str, weights: str | None = None, device: str = "cpu") -> ZeroShotModel:
-    """Load a model from its spec, with its LR-TK0 tokens when the spec names a tokens file.
+    """Load a model from its spec, with its LR-TK0 tokens when the spec names a tokens file and its
+    super-resolution front end (`superres.SRModel`) when it names an SR file.
 
     Args:
         spec: "lr0fm-tiny", "openclip:ARCH[/TAG]", "openclip:hf-hub:ORG/NAME", "hf:ID_OR_DIR", a registry
-            name such as "eva02-b16", each optionally followed by "+tokens=FILE".
+            name such as "eva02-b16", each optionally followed by "+tokens=FILE" and/or "+sr=FILE".
         weights: a local weights file replacing the model's own (openclip:ARCH and lr0fm-tiny).
         device: "cpu", "cuda", "cuda:N".
 

@@ -25,6 +25,10 @@ make every view and `finish` returns the batch as it is. Both sides call `low_vi
 split changes no byte; an accelerator computes the same float sums with its own kernels, which can move a
 value lying within rounding of a half by one grey level. The paper protocol always stays in PIL in the
 workers, bit-equal to torchvision's PIL pipeline.
+
+A model that makes its own up-step (a super-resolution front end, `lr0fm.superres`) is split with
+`upsample=False`: the workers send native crops, and `finish` gives each low resolution as the r x r image
+itself (`low_images`), one tensor per resolution, for the model to bring to native size.
 """
 
 from __future__ import annotations
@@ -219,14 +223,24 @@ class ViewMaker:
             views = [self._stretch(image, r) for r in self.resolutions]
         return torch.stack(views)
 
-    def split(self, on_device: bool) -> tuple[ViewMaker, DeviceViews]:
+    def split(self, on_device: bool, upsample: bool = True) -> tuple[ViewMaker, DeviceViews]:
         """(what the DataLoader workers call on each image, what runs on each batch they send).
 
         With `on_device` (the model runs on an accelerator) and the canonical protocol, the workers make only
         the native crop and the returned `DeviceViews` makes the low resolutions from the batch of crops
         where it lies. Otherwise the workers make every view (this maker itself) and `DeviceViews` is the
         identity. The worker side is a ViewMaker too: its `resolutions` say how many views it makes.
+
+        With `upsample` False (a model that makes its own up-step) the workers make only the native crop
+        wherever the model runs, and `DeviceViews` gives the low resolutions as r x r images (`low_images`).
+
+        Raises:
+            ValueError: `upsample` False with the paper protocol, whose low images are not square crops.
         """
+        if not upsample:
+            if self.pipeline != "canonical":
+                raise ValueError("views without the up-step exist for the canonical protocol only")
+            return ViewMaker("canonical", self.native, ["native"], self.family), DeviceViews(self.resolutions, False)
         if on_device and self.pipeline == "canonical":
             return ViewMaker("canonical", self.native, ["native"], self.family), DeviceViews(self.resolutions)
         return self, DeviceViews(None)
@@ -275,11 +289,36 @@ def low_views(crops: torch.Tensor, resolutions: Sequence[Resolution | int | str]
             continue
         if pixels is None:
             pixels = crops.float().contiguous()  # NCHW whatever the layout sent, so every path sums alike
-        side = resolution.pixels
-        small = F.interpolate(pixels, size=(side, side), mode="bicubic", antialias=True)
-        back = F.interpolate(small, size=(n, n), mode="bicubic", antialias=True)
+        back = up_step(down_step(pixels, resolution.pixels), n)
         views[:, position] = back.round_().clamp_(0, 255)  # whole numbers in 0..255: the uint8 cast is exact
     return views
+
+
+def down_step(pixels: torch.Tensor, side: int) -> torch.Tensor:
+    """The canonical protocol's down-step: float (B, C, n, n) -> float (B, C, side, side), antialiased bicubic."""
+    return F.interpolate(pixels, size=(side, side), mode="bicubic", antialias=True)
+
+
+def up_step(pixels: torch.Tensor, native: int) -> torch.Tensor:
+    """The canonical protocol's up-step: float (B, C, r, r) -> float (B, C, native, native), antialiased
+    bicubic (the same resize whatever r is; a super-resolution model's output goes through it too)."""
+    return F.interpolate(pixels, size=(native, native), mode="bicubic", antialias=True)
+
+
+def low_images(crops: torch.Tensor, resolutions: Sequence[Resolution | int | str]) -> list[torch.Tensor]:
+    """The low-resolution images of a batch of native crops, before any up-step: uint8 (B, 3, n, n) -> one
+    uint8 (B, 3, r, r) per resolution, in `resolutions` order ("native": the crop itself).
+
+    Each is the crop brought down by `down_step` (as in `low_views`), rounded half to even and clamped to
+    0..255: the r x r picture as an 8-bit file of it would hold it. What a super-resolution front end sees.
+    """
+    if crops.dim() != 4 or crops.dtype != torch.uint8 or crops.shape[-1] != crops.shape[-2]:
+        raise ValueError(f"low_images needs uint8 crops (B, C, n, n), not {crops.dtype} {tuple(crops.shape)}")
+    resolutions = parse_resolutions(resolutions)
+    check_below(resolutions, crops.shape[-1])
+    pixels = crops.float().contiguous()
+    return [crops if r.is_native else down_step(pixels, r.pixels).round_().clamp_(0, 255).to(torch.uint8)
+            for r in resolutions]
 
 
 class DeviceViews:
@@ -288,27 +327,31 @@ class DeviceViews:
     Called on the uint8 batch the workers sent, (B, V', 3, n, n), it returns the uint8 views (B, V, 3, n, n)
     of the maker it was split from. With `resolutions` None the workers made every view and the batch is
     returned as it is; otherwise the batch holds the native crops (V' = 1) and `low_views` makes the rest.
-    Holds only plain values.
+    With `upsample` False it returns a list instead, one uint8 (B, 3, r, r) image batch per resolution
+    (`low_images`), for a model that makes its own up-step. Holds only plain values.
     """
 
-    def __init__(self, resolutions: Sequence[Resolution | int | str] | None):
+    def __init__(self, resolutions: Sequence[Resolution | int | str] | None, upsample: bool = True):
         self.resolutions = None if resolutions is None else parse_resolutions(resolutions)
+        self.upsample = upsample
 
     def __repr__(self) -> str:
-        return f"DeviceViews(resolutions={self.resolutions!r})"
+        return f"DeviceViews(resolutions={self.resolutions!r}, upsample={self.upsample})"
 
     @property
     def identity(self) -> bool:
         """True when the workers made every view and nothing is left to do."""
         return self.resolutions is None
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.resolutions is None:
             return batch
         if batch.dim() != 5 or batch.shape[1] != 1:
             raise ValueError(f"DeviceViews needs a batch of native crops (B, 1, C, n, n), not {tuple(batch.shape)}")
         with torch.autocast(batch.device.type, enabled=False):  # float32 resampling inside a model's autocast
-            return low_views(batch[:, 0], self.resolutions)
+            make = low_views if self.upsample else low_images
+            return make(batch[:, 0], self.resolutions)
 
 
-__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "DeviceViews", "ViewMaker", "low_views", "paper_pipeline", "to_rgb"]
+__all__ = ["PROTOCOLS", "PAPER_PIPELINES", "DeviceViews", "ViewMaker", "down_step", "low_images", "low_views",
+           "paper_pipeline", "to_rgb", "up_step"]

@@ -7,6 +7,11 @@ The LR0.FM metrics, for a model, dataset d and low resolution r, with top-1 accu
   which discounts datasets where the model is near chance at native resolution;
 - SAR = mean of gamma over datasets;  WAR = sum(w_d * Gamma_d) / sum(w_d).
 
+Beyond SAR/WAR, per (model, dataset): the half-accuracy resolution (where top-1, raw or above chance, falls
+to half its native value, on a log2 scale of pixels), each image's lowest resolution still classified
+correctly (and which classes break first), and the Spearman stability of the models' ranking across
+resolutions; `resampled_means` bootstraps any of them with the same image resamples as `bootstrap_robustness`.
+
 Table functions take a tidy pandas table (one row per model, dataset, resolution) and return tidy tables, so
 a command line verb only has to load a table and print the result. pandas and scipy are imported on first use
 so that importing this module (the results store does) stays cheap.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -463,6 +469,11 @@ def _resample_counts(rng: np.random.Generator, n: int, count: int) -> np.ndarray
     return np.bincount(drawn.ravel(), minlength=count * n).reshape(count, n).astype(np.float64)
 
 
+def _bootstrap_rng(seed: int, key: str) -> np.random.Generator:
+    """The generator of a dataset's resamples: seeded by (seed, dataset name), independent of other datasets."""
+    return np.random.default_rng([seed, zlib.crc32(key.encode())])
+
+
 def _resampled_accuracy(columns: list[np.ndarray], n_resamples: int, rng: np.random.Generator,
                         paired: bool) -> np.ndarray:
     """Bootstrap accuracies, (n_resamples, len(columns)). Paired: one set of resamples for every column."""
@@ -532,8 +543,7 @@ def bootstrap_robustness(correct: Mapping[str, Mapping], *, n_resamples: int = 1
             raise UserError(f"Dataset {dataset} has different sample counts per resolution "
                             f"({', '.join(f'{r}: {len(cells[r])}' for r in resolutions)}); pairing needs the same "
                             "test images at every resolution (or pass paired=False).")
-        rng = np.random.default_rng([seed, zlib.crc32(dataset.encode())])
-        boot = _resampled_accuracy(columns, n_resamples, rng, paired)
+        boot = _resampled_accuracy(columns, n_resamples, _bootstrap_rng(seed, dataset), paired)
         with np.errstate(invalid="ignore"):
             point = np.array([np.nanmean(c) if (~np.isnan(c)).any() else np.nan for c in columns])
         for i, resolution in enumerate(resolutions):
@@ -561,3 +571,221 @@ def bootstrap_robustness(correct: Mapping[str, Mapping], *, n_resamples: int = 1
         add("SAR", None, resolution, sar(gamma_points), sar(gamma_boot, axis=1))
         add("WAR", None, resolution, war(improved_points, w), war(improved_boot, w, axis=1))
     return pd.DataFrame(rows, columns=["metric", "dataset", "resolution", "estimate", "low", "high"])
+
+
+def resampled_means(columns: np.ndarray, n_resamples: int, *, seed: int = 0, key: str = "") -> np.ndarray:
+    """Bootstrap means of per-image columns: images (rows) resampled jointly for every column.
+
+    Args:
+        columns: (n, K) per-image values (e.g. correctness of several models and resolutions on the same
+            images); NaN entries (unreadable images) are left out of their column's mean.
+        n_resamples: how many resamples.
+        seed, key: the generator is seeded by (seed, key) exactly as `bootstrap_robustness` seeds a dataset
+            named `key`, so with key = the dataset name and the same n these are the very resamples behind the
+            report's accuracy, γ, Γ, SAR and WAR intervals.
+
+    Returns:
+        (n_resamples, K) means (NaN where a resample drew no readable image of a column).
+    """
+    values = np.asarray(columns, dtype=np.float64)
+    if values.ndim != 2:
+        raise UserError(f"columns must be a 2-d array (images x columns), got shape {values.shape}.")
+    if n_resamples < 1:
+        raise UserError(f"n_resamples must be at least 1, got {n_resamples}.")
+    return _resampled_accuracy(list(values.T), n_resamples, _bootstrap_rng(seed, key), paired=True)
+
+
+def percentile_interval(resamples, level: float = 0.95, *, censored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided percentile interval of bootstrap resamples along axis 0, ignoring NaN (NaN where none is finite).
+
+    `censored`: the values may be BELOW_LOWEST resolutions (0 px), which are known only to lie below a bound;
+    the bounds are then order statistics of the resamples (numpy's inverted_cdf, no interpolation), so a bound
+    that falls among censored resamples is itself BELOW_LOWEST rather than a made-up number.
+    """
+    if not 0 < level < 1:
+        raise UserError(f"level must be between 0 and 1, got {level}.")
+    values = np.asarray(resamples, dtype=np.float64)
+    quantiles = [(1 - level) / 2, (1 + level) / 2]
+    method = "inverted_cdf" if censored else "linear"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN bounds
+        low, high = np.nanquantile(values, quantiles, axis=0, method=method)
+    return low[()], high[()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Robustness beyond SAR/WAR: half-accuracy resolution, per-image lowest correct resolution, rank stability
+#
+# Resolutions are given in pixels, native first, then strictly decreasing (the order of `resolution.order`).
+
+BELOW_LOWEST = 0.0  # a resolution known only to lie below the lowest measured one: 0 px, -inf on a log2 scale
+WRONG_AT_NATIVE = -1  # lowest_correct of an image already wrong at native resolution
+UNREADABLE = -2  # lowest_correct of an image that could not be read at some resolution
+
+
+def _check_pixels(pixels) -> np.ndarray:
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if pixels.ndim != 1 or len(pixels) < 2 or not (pixels > 0).all() or not (np.diff(pixels) < 0).all():
+        raise UserError(f"pixels must list at least two resolutions, native first, then strictly decreasing; "
+                        f"got {pixels.tolist()}.")
+    return pixels
+
+
+def half_accuracy_resolution(pixels, accuracy, chance=0.0) -> np.ndarray:
+    """The resolution at which a model keeps half of its native accuracy, interpolated on a log2 scale.
+
+    Walking down from native, the first measured resolution whose accuracy is below the target and the one
+    above it bracket the crossing; log2(pixels) is interpolated linearly in accuracy between the two. A
+    model below the target already at the first low resolution is interpolated between native and it. A
+    later recovery above the target does not undo the first crossing.
+
+    Args:
+        pixels: (R,) measured resolutions in pixels, native first, then strictly decreasing.
+        accuracy: (..., R) accuracies (fractions) at those resolutions; leading axes (e.g. bootstrap resamples)
+            are kept.
+        chance: the accuracy of guessing (1 / classes) to discount, broadcast against the leading axes. The
+            target is chance + (A_native - chance) / 2: 0 (the default) halves the raw top-1, 1 / C halves
+            the accuracy above chance.
+
+    Returns:
+        (...) pixels (float). BELOW_LOWEST (0.0) where the accuracy never falls below the target at any
+        measured resolution: the crossing lies below the lowest measured one and is not extrapolated. NaN
+        where a needed accuracy is missing or the native accuracy is not above `chance` (nothing to halve).
+
+    Raises:
+        UserError: `pixels` not native-first and decreasing, or `accuracy` without R entries on its last axis.
+    """
+    pixels = _check_pixels(pixels)
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if accuracy.shape[-1:] != pixels.shape:
+        raise UserError(f"accuracy needs {len(pixels)} values on its last axis (one per resolution), "
+                        f"got shape {accuracy.shape}.")
+    chance = np.asarray(chance, dtype=np.float64)
+    native = accuracy[..., 0]
+    target = chance + (native - chance) / 2
+    below = accuracy < target[..., None]
+    below[..., 0] = False
+    found = below.any(axis=-1)
+    # The crossing's lower end (1 where there is none, a placeholder the result overwrites).
+    lower = np.maximum(np.argmax(below, axis=-1), 1)
+    upper_accuracy = np.take_along_axis(accuracy, (lower - 1)[..., None], axis=-1)[..., 0]
+    lower_accuracy = np.take_along_axis(accuracy, lower[..., None], axis=-1)[..., 0]
+    log2 = np.log2(pixels)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = (upper_accuracy - target) / (upper_accuracy - lower_accuracy)
+        crossing = 2.0 ** (log2[lower - 1] + fraction * (log2[lower] - log2[lower - 1]))
+    result = np.where(found, crossing, BELOW_LOWEST)
+    # Missing accuracies down to the crossing (or anywhere, without one) leave the answer unknown.
+    visited = np.arange(len(pixels)) <= np.where(found, lower, len(pixels) - 1)[..., None]
+    missing = (np.isnan(accuracy) & visited).any(axis=-1)
+    return np.where(missing | ~(native > chance), np.nan, result)[()]
+
+
+def median_resolution(resolutions, axis: int = -1) -> np.ndarray:
+    """Median of resolutions on a log2 scale (the middle pair's geometric mean), ignoring NaN.
+
+    BELOW_LOWEST entries count as lower than every measured value, so the median is BELOW_LOWEST when the
+    middle (or either of the middle pair) is. Unlike a geometric mean, this needs no number for censored
+    entries and is defined while fewer than half of them are censored. NaN when every entry is NaN.
+    """
+    values = np.asarray(resolutions, dtype=np.float64)
+    with np.errstate(divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        return (2.0 ** np.nanmedian(np.log2(values), axis=axis))[()]
+
+
+def lowest_correct(correct) -> np.ndarray:
+    """Per image: the lowest resolution down to which it is classified correctly at every resolution.
+
+    Args:
+        correct: (n, R) per-image correctness at R resolutions, native first, then decreasing (bool, or
+            float with NaN for unreadable, as from `sample_correctness`).
+
+    Returns:
+        (n,) int: j when the image is correct at resolutions 0..j and wrong at j + 1 (a later correct answer
+        at a still lower resolution does not count); R - 1 when it is correct at all of them ("≤ lowest");
+        WRONG_AT_NATIVE when it is wrong at native; UNREADABLE when any entry is NaN.
+    """
+    values = np.asarray(correct, dtype=np.float64)
+    if values.ndim != 2:
+        raise UserError(f"correct must be a 2-d array (images x resolutions), got shape {values.shape}.")
+    unbroken = np.cumprod(values == 1, axis=1)
+    index = unbroken.sum(axis=1).astype(np.int64) - 1
+    index[np.isnan(values).any(axis=1)] = UNREADABLE
+    return index
+
+
+def lowest_correct_indicators(index, n_resolutions: int) -> np.ndarray:
+    """One-hot (n, R + 1) of `lowest_correct`: column 0 wrong at native, column 1 + j lowest correct at
+    resolution j (the last: correct everywhere); unreadable images are NaN rows. The column means are the
+    distribution over readable images (and `resampled_means` of it, its bootstrap)."""
+    index = np.asarray(index, dtype=np.int64)
+    if ((index < UNREADABLE) | (index >= n_resolutions)).any():
+        raise UserError(f"lowest_correct indices must lie in [{UNREADABLE}, {n_resolutions - 1}].")
+    out = (index[:, None] + 1 == np.arange(n_resolutions + 1)).astype(np.float64)
+    out[index == UNREADABLE] = np.nan
+    return out
+
+
+def class_breaking(labels, index, pixels, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which classes break first: per class, over its readable images correct at native resolution.
+
+    An image breaks at the first resolution below native where it is wrong (it is "broken by" that one and
+    every lower one); an image correct everywhere never breaks within the measured range.
+
+    Args:
+        labels: (n,) true classes. index: (n,) from `lowest_correct`. pixels: (R,) as in
+            `half_accuracy_resolution`. n_classes: C.
+
+    Returns:
+        n_correct (C,) images correct at native; broken (C, R - 1) the share of them broken by each low
+        resolution (NaN for a class without any); median (C,) the median breaking resolution in pixels: the
+        highest resolution by which at least half of them have broken, BELOW_LOWEST when fewer than half break
+        at any measured resolution, NaN for a class without any.
+    """
+    pixels = _check_pixels(pixels)
+    labels = np.asarray(labels, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    keep = index >= 0
+    labels, index = labels[keep], index[keep]
+    n_correct = np.bincount(labels, minlength=n_classes)[:n_classes]
+    # broken by low resolution k (1..R-1): lowest correct index below k.
+    levels = np.arange(1, len(pixels))
+    counts = np.stack([np.bincount(labels[index < k], minlength=n_classes)[:n_classes] for k in levels], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        broken = np.where(n_correct[:, None] > 0, counts / n_correct[:, None], np.nan)
+    half = broken >= 0.5
+    median = np.where(half.any(axis=1), pixels[1:][np.argmax(half, axis=1)], BELOW_LOWEST)
+    return n_correct, broken, np.where(n_correct > 0, median, np.nan)
+
+
+def rank_stability(native_accuracy, low_accuracy) -> np.ndarray:
+    """Spearman's rho between the ranking of models by native accuracy and by accuracy at a low resolution.
+
+    Args:
+        native_accuracy, low_accuracy: (..., M) accuracies of the same M >= 3 models on the same images;
+            leading axes (bootstrap resamples) are kept. Tied accuracies share their average rank.
+
+    Returns:
+        (...) rho: scipy.stats.spearmanr for one pair of rankings, the same formula (Pearson correlation of
+        average ranks) vectorised over leading axes; NaN where either ranking is constant (all models tie).
+
+    Raises:
+        UserError: fewer than 3 models or mismatched shapes.
+    """
+    from scipy.stats import spearmanr
+
+    native = np.asarray(native_accuracy, dtype=np.float64)
+    low = np.asarray(low_accuracy, dtype=np.float64)
+    if native.shape != low.shape or native.ndim == 0 or native.shape[-1] < 3:
+        raise UserError(f"Rank stability needs the same 3 or more models at both resolutions; got shapes "
+                        f"{native.shape} and {low.shape}.")
+    if native.ndim == 1:
+        if np.ptp(native) == 0 or np.ptp(low) == 0 or np.isnan(native).any() or np.isnan(low).any():
+            return np.float64(np.nan)
+        return np.float64(spearmanr(native, low).statistic)
+    shape = native.shape[:-1]
+    native, low = native.reshape(-1, native.shape[-1]), low.reshape(-1, low.shape[-1])
+    rho = (_standardised_ranks(native.T) * _standardised_ranks(low.T)).sum(axis=0)
+    rho[np.isnan(native).any(axis=1) | np.isnan(low).any(axis=1)] = np.nan
+    return rho.reshape(shape)

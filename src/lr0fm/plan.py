@@ -318,6 +318,9 @@ def _expand_models(config: EvalConfig, policy: Policy) -> tuple[list[ModelSpec],
     specs = list(dict.fromkeys(parse_spec(name, config.weights) for name in names))
     for spec in specs:
         check(spec)
+        if spec.sr and config.protocol != "canonical":
+            raise UserError(f"{spec}: a super-resolution front end (+sr=) takes the canonical protocol's square r x r "
+                            f"images, not the {config.protocol} protocol's; evaluate it with --protocol canonical.")
     return specs, skipped, not_planned
 
 

@@ -35,6 +35,7 @@ from ..plan import EVERY, CellOutcome, EvalConfig, Plan, Skip, WorkUnit
 from ..resolution import Resolution
 from ..store import ResultStore, RunKey
 from ..suites import Suite
+from ..superres import SRModel
 from ..zeroshot import logits, top_k
 
 log = logging.getLogger("lr0fm.execute")
@@ -117,7 +118,10 @@ class Executor(ABC):
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What the run record needs to know of a loaded model, without the model (it may live on a worker)."""
+    """What the run record needs to know of a loaded model, without the model (it may live on a worker).
+
+    `upsamples_low_views`: the model makes its own up-step (`ZeroShotModel.upsamples_low_views`);
+    `super_resolution`: its network's file, sha256, architecture and scale (`SRModel`), or None."""
 
     spec: str
     fingerprint: str
@@ -126,11 +130,14 @@ class ModelFacts:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     device: str
+    upsamples_low_views: bool = False
+    super_resolution: dict | None = None
 
     @classmethod
     def of(cls, model: ZeroShotModel, device: torch.device) -> ModelFacts:
         return cls(model.spec, model.fingerprint(), model.family, model.image_size, tuple(model.image.mean),
-                   tuple(model.image.std), str(device))
+                   tuple(model.image.std), str(device), model.upsamples_low_views,
+                   model.super_resolution if isinstance(model, SRModel) else None)
 
 
 def provenance(facts: ModelFacts, dataset: ZeroShotDataset, config: EvalConfig) -> dict:
@@ -142,6 +149,7 @@ def provenance(facts: ModelFacts, dataset: ZeroShotDataset, config: EvalConfig) 
         "model_spec": facts.spec,
         "weights_file": str(Path(config.weights).resolve()) if config.weights else None,
         "model_fingerprint": facts.fingerprint,
+        **({"super_resolution": facts.super_resolution} if facts.super_resolution else {}),
         "family": facts.family,
         "native_pixels": facts.image_size,
         "mean": list(facts.mean),
@@ -197,13 +205,15 @@ class ImageViews(torch.utils.data.Dataset):
         return index, self.dataset.labels[index], ok, views
 
 
-def score_views(model: ZeroShotModel, classifier: torch.Tensor, views: torch.Tensor,
+def score_views(model: ZeroShotModel, classifier: torch.Tensor, views: torch.Tensor | list[torch.Tensor],
                 resolutions: tuple[Resolution, ...]) -> dict[Resolution, np.ndarray]:
-    """Top-5 class indices (int32, (B, 5)) per resolution of a batch of views (B, V, 3, n, n) uint8 on the
-    model's device; call under inference mode and autocast."""
+    """Top-5 class indices (int32, (B, 5)) per resolution of a batch of views on the model's device: uint8
+    (B, V, 3, n, n), or one uint8 (B, 3, s, s) per resolution (`DeviceViews` for a model that makes its own
+    up-step); call under inference mode and autocast."""
     top5 = {}
-    for position, resolution in enumerate(resolutions):
-        pixels = views[:, position].float().div_(255)
+    per_resolution = views.unbind(1) if isinstance(views, torch.Tensor) else views
+    for resolution, batch in zip(resolutions, per_resolution, strict=True):
+        pixels = batch.float().div_(255)
         if model.accepts_source_resolution:  # e.g. resolution-conditioned LR-TK0 tokens
             embeddings = model.encode_image(pixels, source_resolution=resolution.side(model.image_size))
         else:

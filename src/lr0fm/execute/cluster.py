@@ -256,8 +256,8 @@ class RayExecutor(CellExecutor):
                 cell.ranges = [(a, b) for a, b in unit.ranges(config.chunk_size)
                                if not all(_inside(a, b, covered[r]) for r in pending)]
                 cell.left = len(cell.ranges)
-                cell.maker, cell.finish = ViewMaker(config.protocol, facts.image_size, pending,
-                                                    facts.family).split(facts.device.startswith("cuda"))
+                cell.maker, cell.finish = ViewMaker(config.protocol, facts.image_size, pending, facts.family).split(
+                    facts.device.startswith("cuda"), upsample=not facts.upsamples_low_views)
             cells.append(cell)
         return cells
 

@@ -40,10 +40,12 @@ def predict_range(model: ZeroShotModel, dataset: ZeroShotDataset, classifier: to
 
     Each image is decoded once in `config.workers` DataLoader workers, which make all its views; on a CUDA
     device with the canonical protocol they make the native crop only and the low resolutions are
-    resampled batched on `device` (`ViewMaker.split`). `classifier` is the model's text classifier on
-    `device`. Writes nothing.
+    resampled batched on `device` (`ViewMaker.split`); a model that makes its own up-step (super-resolution)
+    gets the r x r images there instead. `classifier` is the model's text classifier on `device`. Writes
+    nothing.
     """
-    maker, finish = ViewMaker(config.protocol, model.image_size, resolutions, model.family).split(device.type == "cuda")
+    maker, finish = ViewMaker(config.protocol, model.image_size, resolutions, model.family).split(
+        device.type == "cuda", upsample=not model.upsamples_low_views)
     images = torch.utils.data.DataLoader(
         ImageViews(dataset, maker, start, stop), batch_size=config.batch_size, num_workers=config.workers,
         pin_memory=device.type == "cuda", persistent_workers=False,

@@ -38,6 +38,9 @@ class ZeroShotModel(ABC):
     # True for models whose encode_image takes `source_resolution=` (the side in pixels each image had
     # before it was brought to native size); the executor passes it only to them.
     accepts_source_resolution: bool = False
+    # True for models that make their own up-step (a super-resolution front end): the executor hands them
+    # each low resolution as the r x r image itself, not brought back to native size.
+    upsamples_low_views: bool = False
 
     @property
     def image_size(self) -> int:

@@ -8,18 +8,24 @@ Grammar:
     hf:ID_OR_LOCAL_DIR              a transformers CLIPModel / SiglipModel / BLIP retrieval model (ITC head)
     NAME                            a registry name, e.g. eva02-b16 (`lr0fm list models`)
     SPEC+tokens=PATH                any of the above with LR-TK0 tokens from `lr0fm tokens train`
+    SPEC+sr=PATH                    any of the above behind a super-resolution network (a spandrel file)
+                                    in place of the bicubic up-step; composes with +tokens= in either order
 
     >>> spec = parse_spec("eva02-b16+tokens=eva.safetensors")
     >>> spec.backend, spec.name, spec.tag, spec.family, spec.tokens, str(spec)
     ('openclip', 'EVA02-B-16', 'merged2b_s8b_b131k', 'eva', 'eva.safetensors', 'eva02-b16+tokens=eva.safetensors')
     >>> spec.backend_text
     'openclip:EVA02-B-16/merged2b_s8b_b131k'
+    >>> str(parse_spec("lr0fm-tiny+sr=x4.pth+tokens=t.safetensors"))
+    'lr0fm-tiny+tokens=t.safetensors+sr=x4.pth'
 
-Tokens are only carried here: attaching them to a loaded model happens one layer up (`lr0fm.loader`).
+Tokens and super-resolution files are only carried here: attaching them to a loaded model happens one layer
+up (`lr0fm.loader`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -28,6 +34,9 @@ from . import registry
 from .backends import BACKENDS, Backend, backend_of
 
 TOKENS_MARK = "+tokens="
+SR_MARK = "+sr="
+_SUFFIX = re.compile(r"\+(tokens|sr)=")  # the files a spec may name after its base model
+_EXAMPLES = {"tokens": "lr0fm-tiny+tokens=tiny-tokens.safetensors", "sr": "lr0fm-tiny+sr=RealESRGAN_x4plus.pth"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class ModelSpec:
         tag: open_clip pretrained tag, or None.
         weights: a local weights file that replaces the spec's own weights, or None.
         tokens: an LR-TK0 tokens file, or None.
+        sr: a super-resolution network file (Real-ESRGAN, SwinIR, HAT, ... read by spandrel), or None.
         alias: the registry name the spec was given as, or None.
         family: the registry's family (None: the loaded model tells).
         declared_native: the registry's native size, or None.
@@ -50,17 +60,20 @@ class ModelSpec:
     tag: str | None = None
     weights: str | None = None
     tokens: str | None = None
+    sr: str | None = None
     alias: str | None = None
     family: str | None = None
     declared_native: int | None = None
 
     def __str__(self) -> str:
         text = self.alias or self.backend_text
-        return f"{text}{TOKENS_MARK}{self.tokens}" if self.tokens else text
+        if self.tokens:
+            text += f"{TOKENS_MARK}{self.tokens}"
+        return f"{text}{SR_MARK}{self.sr}" if self.sr else text
 
     @property
     def backend_text(self) -> str:
-        """The backend spec, without registry name or tokens: "openclip:ViT-B-32/openai"."""
+        """The backend spec, without registry name, tokens or SR file: "openclip:ViT-B-32/openai"."""
         if self.table.fixed:
             return self.backend
         return f"{self.backend}:{self.name}" + (f"/{self.tag}" if self.tag else "")
@@ -72,8 +85,8 @@ class ModelSpec:
 
     @property
     def base(self) -> ModelSpec:
-        """The same spec without tokens."""
-        return replace(self, tokens=None) if self.tokens else self
+        """The base model alone: the same spec without tokens and SR file."""
+        return replace(self, tokens=None, sr=None) if self.tokens or self.sr else self
 
     @cached_property
     def native(self) -> int | None:
@@ -83,15 +96,16 @@ class ModelSpec:
     @property
     def pinned(self) -> bool:
         """True when the spec text alone pins the weights, so stored results can be matched by it before
-        loading: no --weights file, no tokens file, no local folder (files may change under a path)."""
-        return not self.weights and not self.tokens and not self.table.local(self)
+        loading: no --weights file, no tokens or SR file, no local folder (files may change under a path)."""
+        return not self.weights and not self.tokens and not self.sr and not self.table.local(self)
 
 
 def parse_spec(text: str | ModelSpec, weights: str | None = None) -> ModelSpec:
     """Parse a model spec (or a registry name) once, with an optional local weights file.
 
     Args:
-        text: a spec such as "openclip:ViT-B-32/openai", "eva02-b16" or "lr0fm-tiny+tokens=t.safetensors";
+        text: a spec such as "openclip:ViT-B-32/openai", "eva02-b16", "lr0fm-tiny+tokens=t.safetensors" or
+            "lr0fm-tiny+sr=x4.pth";
             a ModelSpec is returned as it is (with `weights` set when given).
         weights: a local weights file that replaces the model's own (openclip:ARCH and lr0fm-tiny).
 
@@ -104,13 +118,7 @@ def parse_spec(text: str | ModelSpec, weights: str | None = None) -> ModelSpec:
     """
     if isinstance(text, ModelSpec):
         return replace(text, weights=weights) if weights else text
-    raw = text.strip()
-    base, mark, tokens = raw.partition(TOKENS_MARK)
-    base, tokens = base.strip(), tokens.strip()
-    if mark and (not base or not tokens):
-        raise UserError(f"Model spec {text!r} must read SPEC+tokens=PATH, e.g. lr0fm-tiny+tokens=tiny-tokens.safetensors.")
-    if TOKENS_MARK in tokens:
-        raise UserError(f"Model spec {text!r} names tokens twice; give one +tokens=PATH.")
+    base, files = _split_files(text)
     found = backend_of(base)
     if found is not None:
         backend, rest = found
@@ -129,7 +137,20 @@ def parse_spec(text: str | ModelSpec, weights: str | None = None) -> ModelSpec:
         if not spec.table.weights:
             raise UserError("--weights applies to openclip: and lr0fm-tiny models; for hf: pass a local folder as hf:/path/to/dir.")
         spec = replace(spec, weights=str(weights))
-    return replace(spec, tokens=tokens or None)
+    return replace(spec, tokens=files.get("tokens"), sr=files.get("sr"))
 
 
-__all__ = ["ModelSpec", "TOKENS_MARK", "parse_spec"]
+def _split_files(text: str) -> tuple[str, dict[str, str]]:
+    """("base spec", {"tokens": PATH, "sr": PATH}) of a spec's text; each suffix at most once, none empty."""
+    parts = _SUFFIX.split(text.strip())
+    base, files = parts[0].strip(), {}
+    for kind, path in zip(parts[1::2], parts[2::2]):
+        if not base or not path.strip():
+            raise UserError(f"Model spec {text!r} must read SPEC+{kind}=PATH, e.g. {_EXAMPLES[kind]}.")
+        if kind in files:
+            raise UserError(f"Model spec {text!r} names {kind} twice; give one +{kind}=PATH.")
+        files[kind] = path.strip()
+    return base, files
+
+
+__all__ = ["ModelSpec", "SR_MARK", "TOKENS_MARK", "parse_spec"]

@@ -19,7 +19,7 @@ import pandas as pd
 from .. import __version__, reference
 from ..errors import UserError
 from ..fileio import atomic_path, fsync_folder, write_text_atomic
-from ..metrics import ALPHA, NATIVE
+from ..metrics import ALPHA, BELOW_LOWEST, NATIVE
 from ..store import DEFAULT_DB, ResultStore
 from . import plots
 from .collect import Collected, collect, order_resolutions
@@ -29,8 +29,9 @@ from .document import Details, Document, Figure, Paragraph, Section, Table, to_h
 REPORT_FORMATS = ("md", "csv", "latex")
 DEFAULT_OUT = Path("lr0fm-report")
 CSV_FILES = ("accuracy.csv", "robustness.csv", "sar_war.csv", "plausibility.csv", "confusions.csv",
+             "half_accuracy.csv", "lowest_correct.csv", "breaking_classes.csv", "rank_stability.csv",
              "compare_paper.csv", "compare_paper_backbones.csv")
-FIGURE_FILES = ("accuracy.png", "sar_war.png", "compare_paper.png")
+FIGURE_FILES = ("accuracy.png", "sar_war.png", "lowest_correct.png", "compare_paper.png")
 # Every file a report may write: stale ones from an earlier report in the same folder are removed.
 OWNED_FILES = ("report.html", "report.md", "report.tex", *CSV_FILES, *FIGURE_FILES)
 
@@ -169,6 +170,127 @@ def _compare_section(tables: ReportTables, files: list[str]) -> Section:
     return section
 
 
+def _px(value, lowest) -> str:
+    """A resolution in pixels; BELOW_LOWEST reads '< lowest px', NaN a dash."""
+    if not _finite(value):
+        return "–"
+    return f"< {int(lowest)}" if float(value) == BELOW_LOWEST else f"{float(value):.1f}"
+
+
+def _px_interval(row) -> str:
+    if not (_finite(row["half_px_low"]) and _finite(row["half_px_high"])):
+        return "–"
+    return f"[{_px(row['half_px_low'], row['lowest_px'])}, {_px(row['half_px_high'], row['lowest_px'])}]"
+
+
+def _profile_sections(tables: ReportTables, files: list[str]) -> list[Section]:
+    """Half-accuracy resolution, lowest correct resolution per image (and the classes that break first),
+    rank stability."""
+    level = round(100 * tables.level)
+    sections = []
+
+    section = Section("Half-accuracy resolution")
+    section.blocks.append(Paragraph(
+        "The resolution at which a model keeps half of its native top-1 accuracy: walking down from native, the "
+        "first measured resolution below half and the one above it bracket the crossing, interpolated linearly "
+        "in accuracy on a log2 scale of pixels. *Raw* halves the top-1 itself; *above chance* halves the part "
+        "above guessing, 1 / classes + (native − 1 / classes) / 2, which is the fairer target on datasets with "
+        "few classes. A model that never falls below half reads \"< lowest measured px\": the crossing is below "
+        "the measured range and is not extrapolated. Over datasets the value is the median on a log2 scale "
+        "(censored datasets count as the lowest), because a geometric mean would need a number for them. "
+        f"Intervals: {level}% bootstrap over images, the same resamples as above; a bound among censored "
+        "resamples is itself \"< lowest\"."))
+    rows = []
+    half = tables.half_accuracy
+    for (model, dataset), part in half.groupby(["model", "dataset"], sort=False, dropna=False):
+        cells = part.set_index("accuracy")
+        first = part.iloc[0]
+        name = (f"median of {int(first['n_datasets'])} datasets" if pd.isna(dataset) else display_dataset(dataset))
+        native = "–" if pd.isna(first["native_px"]) else str(int(first["native_px"]))
+        row = [model, name, native, str(int(first["lowest_px"]))]
+        for kind in ("top1", "above_chance"):
+            if kind in cells.index:
+                row += [_px(cells.loc[kind, "half_px"], first["lowest_px"]), _px_interval(cells.loc[kind])]
+            else:
+                row += ["–", "–"]
+        rows.append(row)
+    if rows:
+        section.blocks.append(Table(["Model", "Dataset", "Native px", "Lowest px", "Raw (px)", f"{level}% CI",
+                                     "Above chance (px)", f"{level}% CI"], rows,
+                                    caption="Resolution keeping half the native top-1 accuracy", align="llrrrrrr"))
+    else:
+        section.blocks.append(Paragraph("No model has results below its native resolution."))
+    sections.append(section)
+
+    section = Section("Lowest resolution still correct, per image")
+    section.blocks.append(Paragraph(
+        "For each image, the lowest resolution at which it is still classified correctly *and* stays correct at "
+        "every higher measured resolution up to native; a correct answer again at a lower resolution after a "
+        "miss does not count. The lowest resolution's column (≤) holds the images correct at every resolution; "
+        "images already wrong at native are counted apart. Shares of the readable images (%), "
+        f"± half the {level}% bootstrap interval."))
+    if "lowest_correct.png" in files:
+        section.blocks.append(Figure("lowest_correct.png", "Images by the lowest resolution down to which they "
+                                     "stay correct, per model and dataset."))
+    frame = tables.lowest_correct
+    layouts: dict[tuple, list[list[str]]] = {}
+    for (model, dataset), part in frame.groupby(["model", "dataset"], sort=False):
+        layout = tuple(part["category"])
+        layouts.setdefault(layout, []).append(
+            [model, display_dataset(dataset), str(int(part["n_images"].iloc[0]))] +
+            [with_ci(r["fraction"], r["fraction_low"], r["fraction_high"], 100, 1) for _, r in part.iterrows()])
+    for layout, rows in layouts.items():
+        headers = ["Model", "Dataset", "Images"] + [
+            c if c == "wrong at native" else "native" if c == NATIVE else f"{c} px" for c in layout]
+        section.blocks.append(Table(headers, rows, caption="Share of images by their lowest correct resolution (%)",
+                                    align="llr" + "r" * len(layout)))
+    breaking = tables.breaking_classes
+    if not breaking.empty:
+        details = Details("Which classes break first")
+        details.blocks.append(Paragraph(
+            "Per class, over its images correct at native: the share broken by each low resolution (wrong there "
+            "or at some higher one) and the median breaking resolution, the highest resolution by which half of "
+            "them have broken (\"<\" when fewer than half break in the measured range). Classes that break "
+            "first are listed first; all classes are in breaking_classes.csv."))
+        for (model, dataset), part in breaking.groupby(["model", "dataset"], sort=False):
+            resolutions = list(dict.fromkeys(part["resolution"]))
+            lowest = int(part["pixels"].min())
+            rows = []
+            for (rank, name), one in part.groupby(["rank", "class_name"], sort=False):
+                if rank > 5:
+                    break
+                first = one.iloc[0]
+                median = _px(first["median_breaking_px"], lowest)
+                rows.append([str(rank), name, str(first["n_correct_native"]),
+                             median if median.startswith("<") else f"{float(first['median_breaking_px']):.0f}"] +
+                            [_number(b, 100, 1) for b in one["broken"]])
+            details.blocks.append(Table(
+                ["Rank", "Class", "Correct at native", "Median breaking (px)"] +
+                [f"Broken by {r} px (%)" for r in resolutions], rows,
+                caption=f"{model} · {display_dataset(dataset)}", align="rlrr" + "r" * len(resolutions)))
+        section.blocks.append(details)
+    sections.append(section)
+
+    section = Section("Do model rankings survive low resolution?")
+    section.blocks.append(Paragraph(
+        "Spearman's ρ between the ranking of the models by native top-1 and by top-1 at each low resolution, "
+        "per dataset, over models evaluated on the same images (3 or more). ρ = 1: the order of the models "
+        f"is unchanged; tied models share their average rank. {level}% bootstrap intervals resample the images "
+        "jointly for every model."))
+    stability = tables.rank_stability
+    if stability.empty:
+        section.blocks.append(Paragraph(
+            "No dataset has 3 or more models evaluated on the same images, so there is no ranking to compare."))
+    else:
+        rows = [[display_dataset(r["dataset"]), str(r["n_images"]), str(r["n_models"]), f"{r['resolution']} px",
+                 _number(r["rho"], 1, 3), f"[{_number(r['rho_low'], 1, 3)}, {_number(r['rho_high'], 1, 3)}]"]
+                for _, r in stability.iterrows()]
+        section.blocks.append(Table(["Dataset", "Images", "Models", "Resolution", "ρ", f"{level}% CI"], rows,
+                                    caption="Rank stability against native resolution", align="lrrlrr"))
+    sections.append(section)
+    return sections
+
+
 def build_document(collected: Collected, tables: ReportTables, files: list[str], db: Path) -> Document:
     level = round(100 * tables.level)
     models = collected.models
@@ -282,6 +404,7 @@ def build_document(collected: Collected, tables: ReportTables, files: list[str],
                 caption=f"{model} · {display_dataset(dataset)}", align="lllrr"))
         section.blocks.append(details)
     sections.append(section)
+    sections += _profile_sections(tables, files)
 
     if tables.compare is not None:
         sections.append(_compare_section(tables, files))
@@ -305,7 +428,9 @@ def build_document(collected: Collected, tables: ReportTables, files: list[str],
 def _write_csvs(tables: ReportTables, folder: Path) -> list[str]:
     written = []
     frames = {"accuracy.csv": tables.accuracy, "robustness.csv": tables.robustness, "sar_war.csv": tables.sar_war,
-              "plausibility.csv": tables.plausibility, "confusions.csv": tables.confusions}
+              "plausibility.csv": tables.plausibility, "confusions.csv": tables.confusions,
+              "half_accuracy.csv": tables.half_accuracy, "lowest_correct.csv": tables.lowest_correct,
+              "breaking_classes.csv": tables.breaking_classes, "rank_stability.csv": tables.rank_stability}
     if tables.compare is not None:
         frames["compare_paper.csv"] = tables.compare
         backbones = [scores.assign(resolution=resolution, datasets=";".join(datasets))
@@ -376,6 +501,7 @@ def build_report(db: str | Path = DEFAULT_DB, out: str | Path = DEFAULT_OUT,
         staging.chmod(0o755)
         drawn = [plots.accuracy_plot(tables, staging / "accuracy.png"),
                  plots.sar_war_plot(tables, staging / "sar_war.png"),
+                 plots.lowest_correct_plot(tables, staging / "lowest_correct.png"),
                  plots.compare_plot(tables, staging / "compare_paper.png")]
         files = [path.name for path in drawn if path is not None]
         if "csv" in chosen:

@@ -31,6 +31,7 @@ class DatasetRun:
     n_classes: int
     classnames: list[str] | None  # None for runs recorded before class names were kept in the provenance
     rows: dict[str, dict]  # resolution -> stored results row (top1, top5, n, n_skipped, pixels, ...)
+    dataset_fingerprint: str = ""  # the dataset's file list hash: runs sharing it (and split, n) share images
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     top5: dict[str, np.ndarray] = field(default_factory=dict)
     ok: dict[str, np.ndarray] = field(default_factory=dict)
@@ -131,7 +132,7 @@ def collect(store: ResultStore, model: str | None = None, dataset: str | None = 
             classnames = None
         run = DatasetRun(model=label, dataset=name, run_id=run_id, model_spec=record["model_spec"],
                          protocol=record["protocol"], split=record["split"], n_classes=n_classes,
-                         classnames=classnames, rows=cells)
+                         classnames=classnames, rows=cells, dataset_fingerprint=record["dataset_fingerprint"])
         if predictions:
             for resolution in cells:
                 labels_, top5, ok = store.predictions(run_id, resolution)

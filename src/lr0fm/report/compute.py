@@ -1,11 +1,14 @@
 """The numbers of a report, from stored predictions: accuracy and robustness with bootstrap CIs, SAR/WAR,
-rankings, semantic plausibility of low-resolution mistakes, and the placing among the paper's backbones.
+rankings, semantic plausibility of low-resolution mistakes, the half-accuracy resolution, each image's lowest
+correct resolution, rank stability, and the placing among the paper's backbones.
 
 Everything is a tidy pandas table with fractions (the rendered report shows percent and x100).
 """
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +17,7 @@ import pandas as pd
 from .. import metrics, reference
 from ..metrics import NATIVE
 from ..resolution import PAPER
-from .collect import Collected, DatasetRun, dataset_order, order_resolutions
+from .collect import Collected, DatasetRun, dataset_order, dataset_rank, order_resolutions
 
 # WAR weight of a dataset the paper did not weight (its weights were fitted to its 15 datasets only).
 DEFAULT_WEIGHT = 1.0
@@ -33,6 +36,11 @@ class ReportTables:
     # (resolution, datasets) -> the paper backbones' SAR/WAR over those datasets, for the ranking plot
     paper_scores: dict[tuple[str, tuple[str, ...]], pd.DataFrame] = field(default_factory=dict)
     default_weight_datasets: list[str] = field(default_factory=list)
+    # Robustness beyond SAR/WAR (see `profile_tables`)
+    half_accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)
+    lowest_correct: pd.DataFrame = field(default_factory=pd.DataFrame)
+    breaking_classes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rank_stability: pd.DataFrame = field(default_factory=pd.DataFrame)
     level: float = 0.95
     seed: int = 0
     resamples: int = 1000
@@ -247,6 +255,189 @@ def compare_with_paper(collected: Collected, robustness: pd.DataFrame
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Robustness beyond SAR/WAR: half-accuracy resolution, lowest correct resolution per image, rank stability
+
+# The half-accuracy resolution halves either the raw top-1 or the top-1 above chance (1 / classes).
+HALF_ACCURACY_KINDS = ("top1", "above_chance")
+HALF_ACCURACY_COLUMNS = ["model", "dataset", "accuracy", "n_datasets", "native_px", "lowest_px", "half_px",
+                         "half_px_low", "half_px_high", "status", "bracket_high_px", "bracket_low_px"]
+LOWEST_CORRECT_COLUMNS = ["model", "dataset", "category", "resolution", "pixels", "count", "n_images",
+                          "n_unreadable", "fraction", "fraction_low", "fraction_high"]
+BREAKING_COLUMNS = ["model", "dataset", "rank", "class", "class_name", "n_correct_native", "median_breaking_px",
+                    "resolution", "pixels", "broken"]
+RANK_STABILITY_COLUMNS = ["dataset", "split", "n_images", "resolution", "n_models", "models", "rho", "rho_low",
+                          "rho_high"]
+
+
+def _image_groups(collected: Collected) -> list[list[DatasetRun]]:
+    """Runs on the same images (dataset, its file-list fingerprint, split, and the same labels in order):
+    their images can be resampled jointly."""
+    groups: dict[tuple, list[DatasetRun]] = {}
+    for run in collected.runs:
+        labels = np.ascontiguousarray(run.labels[NATIVE], dtype=np.int64)
+        key = (run.dataset, run.dataset_fingerprint, run.split, len(labels), hashlib.sha1(labels.tobytes()).digest())
+        groups.setdefault(key, []).append(run)
+    return list(groups.values())
+
+
+def _status(value: float) -> str:
+    if np.isnan(value):
+        return "undefined"
+    return "below lowest" if value == metrics.BELOW_LOWEST else "within range"
+
+
+def _half_rows(run: DatasetRun, pixels: np.ndarray, accuracy: np.ndarray, boot: np.ndarray, level: float,
+               kept: dict) -> list[dict]:
+    rows = []
+    for kind in HALF_ACCURACY_KINDS:
+        chance = 0.0 if kind == "top1" else 1.0 / run.n_classes
+        estimate = float(metrics.half_accuracy_resolution(pixels, accuracy, chance))
+        resamples = metrics.half_accuracy_resolution(pixels, boot, chance)
+        low, high = metrics.percentile_interval(resamples, level, censored=True)
+        inside = _status(estimate) == "within range"
+        rows.append({"model": run.model, "dataset": run.dataset, "accuracy": kind, "n_datasets": 1,
+                     "native_px": int(pixels[0]), "lowest_px": int(pixels[-1]), "half_px": estimate,
+                     "half_px_low": float(low), "half_px_high": float(high), "status": _status(estimate),
+                     "bracket_high_px": float(pixels[pixels >= estimate].min()) if inside else np.nan,
+                     "bracket_low_px": float(pixels[pixels < estimate].max()) if inside else np.nan})
+        kept.setdefault((run.model, kind), []).append((estimate, resamples, int(pixels[-1])))
+    return rows
+
+
+def _lowest_correct_rows(run: DatasetRun, index: np.ndarray, point: np.ndarray, boot: np.ndarray,
+                         level: float) -> list[dict]:
+    low, high = metrics.percentile_interval(boot, level)
+    readable = int((index != metrics.UNREADABLE).sum())
+    resolutions = run.resolutions
+    rows = []
+    for column in range(len(resolutions) + 1):
+        resolution = resolutions[column - 1] if column else ""
+        category = ("wrong at native" if not column else
+                    f"≤ {resolution}" if column == len(resolutions) else resolution)
+        rows.append({"model": run.model, "dataset": run.dataset, "category": category, "resolution": resolution,
+                     "pixels": int(run.rows[resolution]["pixels"]) if column else None,
+                     "count": int((index == column - 1).sum()), "n_images": readable,
+                     "n_unreadable": len(index) - readable, "fraction": float(point[column]),
+                     "fraction_low": float(low[column]), "fraction_high": float(high[column])})
+    return rows
+
+
+def _breaking_rows(run: DatasetRun, index: np.ndarray, pixels: np.ndarray) -> list[dict]:
+    """Classes with images correct at native, those that break first (highest median breaking resolution,
+    then most broken at each resolution from the highest down) ranked first."""
+    n_correct, broken, median = metrics.class_breaking(run.labels[NATIVE], index, pixels, run.n_classes)
+    present = np.flatnonzero(n_correct > 0)
+    keys = [present] + [-broken[present, k] for k in reversed(range(broken.shape[1]))] + [-median[present]]
+    rows = []
+    for rank, c in enumerate(present[np.lexsort(keys)], start=1):
+        for k, resolution in enumerate(run.resolutions[1:]):
+            rows.append({"model": run.model, "dataset": run.dataset, "rank": rank, "class": int(c),
+                         "class_name": run.classname(int(c)), "n_correct_native": int(n_correct[c]),
+                         "median_breaking_px": float(median[c]), "resolution": resolution,
+                         "pixels": int(pixels[k + 1]), "broken": float(broken[c, k])})
+    return rows
+
+
+def _rank_stability_rows(runs: list[DatasetRun], accuracy: dict, level: float) -> list[dict]:
+    """Spearman rho of the models' native ranking against each low resolution all of them have."""
+    if len(runs) < 3:
+        return []
+    shared = [r for r in runs[0].resolutions[1:] if all(r in run.rows for run in runs)]
+    native = [accuracy[(run.model, NATIVE)] for run in runs]
+    rows = []
+    for resolution in shared:
+        low = [accuracy[(run.model, resolution)] for run in runs]
+        rho = metrics.rank_stability(np.array([p for p, _ in native]), np.array([p for p, _ in low]))
+        resamples = metrics.rank_stability(np.stack([b for _, b in native], axis=1), np.stack([b for _, b in low], axis=1))
+        rho_low, rho_high = metrics.percentile_interval(resamples, level)
+        rows.append({"dataset": runs[0].dataset, "split": runs[0].split, "n_images": len(runs[0].labels[NATIVE]),
+                     "resolution": resolution, "n_models": len(runs), "models": ";".join(run.model for run in runs),
+                     "rho": float(rho), "rho_low": float(rho_low), "rho_high": float(rho_high)})
+    return rows
+
+
+def profile_tables(collected: Collected, *, seed: int = 0, resamples: int = 1000, level: float = 0.95
+                   ) -> dict[str, pd.DataFrame]:
+    """How a model degrades beyond SAR/WAR, from per-sample predictions, with bootstrap intervals.
+
+    - half_accuracy: per (model, dataset) and aggregated over a model's datasets (dataset None), for raw top-1
+      and top-1 above chance, the resolution keeping half the native accuracy (`metrics.half_accuracy_resolution`;
+      0 px with status "below lowest" when it never falls that far). The aggregate is the median over datasets
+      on a log2 scale (`metrics.median_resolution`): a geometric mean would need numbers for censored datasets.
+    - lowest_correct: per (model, dataset) the share of readable images by their lowest resolution still
+      correct at every resolution up to native (`metrics.lowest_correct`); the lowest category, "≤ r", holds
+      images correct everywhere.
+    - breaking_classes: per class, the share of its native-correct images broken by each low resolution and
+      its median breaking resolution, classes that break first ranked first (no intervals).
+    - rank_stability: per dataset with 3 or more models on the same images, Spearman rho of their native
+      top-1 ranking against each shared low resolution.
+
+    Intervals are percentile bootstrap intervals at `level`: images resampled per dataset with the generator
+    and draws of the accuracy intervals (`metrics.resampled_means`), jointly for every model and resolution on
+    the same images; the aggregate half-accuracy resolution takes each resample's median over datasets.
+    """
+    stability: list[dict] = []
+    kept: dict[tuple[str, str], list] = {}  # (model, kind) -> per dataset (estimate, resamples, lowest px)
+    by_run: dict[tuple[str, str], tuple[list[dict], list[dict], list[dict]]] = {}
+    for runs in _image_groups(collected):
+        runs = [run for run in runs if len(run.resolutions) > 1]
+        if not runs:
+            continue
+        blocks, indices = [], []
+        for run in runs:
+            correct = np.stack([metrics.sample_correctness(run.labels[r], run.top5[r], run.ok[r])
+                                for r in run.resolutions], axis=1)
+            indices.append(metrics.lowest_correct(correct))
+            blocks += [correct, metrics.lowest_correct_indicators(indices[-1], len(run.resolutions))]
+        columns = np.concatenate(blocks, axis=1)
+        boot = metrics.resampled_means(columns, resamples, seed=seed, key=runs[0].dataset)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column of unreadable images only
+            point = np.nanmean(columns, axis=0)
+        accuracy, start = {}, 0
+        for run, index in zip(runs, indices):
+            width = len(run.resolutions)
+            pixels = np.array([run.rows[r]["pixels"] for r in run.resolutions], dtype=np.float64)
+            for k, resolution in enumerate(run.resolutions):
+                accuracy[(run.model, resolution)] = (point[start + k], boot[:, start + k])
+            share = slice(start + width, start + 2 * width + 1)
+            by_run[(run.model, run.dataset)] = (
+                _half_rows(run, pixels, point[start:start + width], boot[:, start:start + width], level, kept),
+                _lowest_correct_rows(run, index, point[share], boot[:, share], level),
+                _breaking_rows(run, index, pixels))
+            start += 2 * width + 1
+        stability += _rank_stability_rows(runs, accuracy, level)
+
+    half, lowest, breaking = [], [], []
+    for model in collected.models:
+        for run in collected.of(model):  # in the paper's dataset order
+            if (model, run.dataset) in by_run:
+                half_rows, lowest_rows, breaking_rows = by_run[(model, run.dataset)]
+                half += half_rows
+                lowest += lowest_rows
+                breaking += breaking_rows
+        for kind in HALF_ACCURACY_KINDS:
+            entries = kept.get((model, kind), [])
+            if len(entries) < 2:
+                continue
+            estimate = float(metrics.median_resolution([e[0] for e in entries]))
+            medians = metrics.median_resolution(np.stack([e[1] for e in entries], axis=1), axis=1)
+            low, high = metrics.percentile_interval(medians, level, censored=True)
+            half.append({"model": model, "dataset": None, "accuracy": kind,
+                         "n_datasets": int(sum(not np.isnan(e[0]) for e in entries)), "native_px": None,
+                         "lowest_px": max(e[2] for e in entries), "half_px": estimate, "half_px_low": float(low),
+                         "half_px_high": float(high), "status": _status(estimate), "bracket_high_px": np.nan,
+                         "bracket_low_px": np.nan})
+    return {
+        "half_accuracy": pd.DataFrame(half, columns=HALF_ACCURACY_COLUMNS),
+        "lowest_correct": pd.DataFrame(lowest, columns=LOWEST_CORRECT_COLUMNS),
+        "breaking_classes": pd.DataFrame(breaking, columns=BREAKING_COLUMNS),
+        "rank_stability": pd.DataFrame(sorted(stability, key=lambda row: dataset_rank(row["dataset"])),
+                                       columns=RANK_STABILITY_COLUMNS),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def compute(collected: Collected, *, seed: int = 0, resamples: int = 1000, level: float = 0.95,
@@ -263,6 +454,7 @@ def compute(collected: Collected, *, seed: int = 0, resamples: int = 1000, level
         default_weight_datasets=[d for d in dataset_order([r.dataset for r in collected.runs])
                                  if d not in reference.WAR_WEIGHTS],
         level=level, seed=seed, resamples=resamples,
+        **profile_tables(collected, seed=seed, resamples=resamples, level=level),
     )
     if compare_paper:
         tables.compare, tables.paper_scores = compare_with_paper(collected, robustness)

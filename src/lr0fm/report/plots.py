@@ -199,3 +199,47 @@ def compare_plot(tables: ReportTables, path: Path) -> Path | None:
                   bbox_to_anchor=(0.5, 0.0))
     figure.tight_layout(rect=(0, 0.6 / (2.6 * len(groups) + 0.8) * (1 + (len(labels) - 1) // 3), 1, 1))
     return _save(figure, path)
+
+
+def lowest_correct_plot(tables: ReportTables, path: Path) -> Path | None:
+    """Per dataset, one stacked bar per model: the share of images by the lowest resolution down to which
+    they stay correct (grey: wrong already at native). None when there is nothing to draw."""
+    from matplotlib import colormaps
+
+    frame = tables.lowest_correct
+    if frame.empty:
+        return None
+    datasets = dataset_order(frame["dataset"])
+    resolutions = order_resolutions({r for r in frame["resolution"] if r})
+    palette = colormaps["viridis"]
+    colour = {r: palette(i / max(len(resolutions) - 1, 1)) for i, r in enumerate(resolutions)}
+    bars = max(len(set(frame.loc[frame["dataset"] == d, "model"])) for d in datasets)
+    figure = _figure(9.0, sum(0.45 * bars + 0.9 for _ in datasets) + 0.8)
+    axes = figure.subplots(len(datasets), 1, squeeze=False)[:, 0]
+    for ax, dataset in zip(axes, datasets):
+        part = frame[frame["dataset"] == dataset]
+        models = list(dict.fromkeys(part["model"]))
+        for position, model in enumerate(models):
+            left = 0.0
+            for _, row in part[part["model"] == model].iterrows():
+                width = 100 * float(row["fraction"])
+                label = ("wrong at native" if not row["resolution"] else
+                         "lowest correct: native" if row["resolution"] == NATIVE else f"{row['category']} px")
+                ax.barh([position], [width], left=left, height=0.7, label=label,
+                        color=colour[row["resolution"]] if row["resolution"] else PAPER_COLOUR)
+                if width >= 6:
+                    ax.annotate(f"{width:.0f}", (left + width / 2, position), ha="center", va="center", fontsize=7,
+                                color="white" if row["resolution"] and colour[row["resolution"]][1] < 0.6 else "black")
+                left += width
+        ax.set_yticks(range(len(models)))
+        ax.set_yticklabels(models, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_title(display_dataset(dataset), fontsize=10)
+    axes[-1].set_xlabel("images (%) by the lowest resolution down to which they stay correct; "
+                        "the last band: correct at every resolution", fontsize=9)
+    handles, labels = _legend_entries(axes)
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False, fontsize=8,
+                  bbox_to_anchor=(0.5, 0.0))
+    figure.tight_layout(rect=(0, 0.5 / figure.get_figheight() * (1 + (len(labels) - 1) // 4), 1, 1))
+    return _save(figure, path)

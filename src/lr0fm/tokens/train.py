@@ -214,8 +214,8 @@ def _train(config: TokenTrainConfig, processes: Processes, callback) -> TrainRes
     try:  # every setup problem stops all processes together (Processes.agree)
         _validate(config, processes.world)
         spec = parse_spec(config.model, config.weights)
-        if spec.tokens:
-            raise UserError("Train tokens on a base model spec, without +tokens=.")
+        if spec.tokens or spec.sr:
+            raise UserError("Train tokens on a base model spec, without +tokens= or +sr=.")
         check_base(spec)
         precision = parse_precision(config.precision, PRECISIONS, device, auto="bf16")
         pool = load_pool(config.pool, config.data_root)  # pool problems surface before the model loads
