@@ -521,6 +521,55 @@ def report(
                         model=model, dataset=dataset, top_confusions=top_confusions)
 
 
+def robustness_profile(
+    db: str | Path = DEFAULT_DB,
+    model: str | None = None,
+    dataset: str | None = None,
+    *,
+    seed: int = 0,
+    resamples: int = 1000,
+    level: float = 0.95,
+) -> dict[str, pd.DataFrame]:
+    """How the stored models degrade beyond SAR/WAR, with bootstrap intervals (the report's sections of the
+    same names, as tables). Reads the database only.
+
+    Args:
+        db: the results database.
+        model, dataset: only runs whose model spec / dataset name contains this text.
+        seed, resamples, level: the bootstrap; the same seed resamples the same images as `report`.
+
+    Returns:
+        DataFrames (fractions and pixels) by name:
+        "half_accuracy": per model and dataset (and over datasets: dataset None, the median on a log2
+        scale), for raw top-1 and top-1 above chance, the resolution keeping half the native accuracy
+        (half_px, half_px_low, half_px_high; 0 with status "below lowest" when it never falls that far);
+        "lowest_correct": per model and dataset, the share of images by the lowest resolution down to which
+        they stay correct (category "wrong at native", "native", ..., "≤ LOWEST");
+        "breaking_classes": per class, the share of its native-correct images broken by each low resolution
+        and its median breaking resolution, ranked (1 breaks first);
+        "rank_stability": per dataset with 3 or more models on the same images, Spearman rho between their
+        native and low-resolution rankings.
+
+    Raises:
+        UserError: no database at `db`, or no finished results (with a native resolution) matching the filters.
+
+    Example:
+        >>> profile = lr0fm.api.robustness_profile(dataset="fashion_mnist")
+        >>> profile["half_accuracy"][["model", "dataset", "accuracy", "half_px", "status"]]
+    """
+    from .report import collect
+    from .report.compute import profile_tables
+
+    with open_results(db) as store:
+        collected = collect(store, model=model, dataset=dataset)
+    if not collected.runs:
+        filters = " matching the filters" if model or dataset else ""
+        raise UserError(f"No finished results with a native resolution{filters} in {db}; run `lr0fm eval` first.")
+    if resamples < 1:
+        raise UserError(f"resamples must be at least 1, got {resamples}.")
+    return profile_tables(collected, seed=seed, resamples=resamples, level=level)
+
+
 def fit_weights(
     resolution: int = 16,
     *,
@@ -664,5 +713,6 @@ def tokens_info(path: str | Path) -> dict:
 __all__ = [
     "check_model", "evaluate", "export", "fit_weights", "layer_similarity", "list_backends", "list_datasets",
     "list_models", "list_openclip_tags", "list_paper_pipelines", "list_protocols", "list_suites", "load_dataset",
-    "load_model", "open_results", "report", "results", "run_evaluation", "synthesize", "tokens_info", "train_tokens",
+    "load_model", "open_results", "report", "results", "robustness_profile", "run_evaluation", "synthesize", "tokens_info",
+    "train_tokens",
 ]
