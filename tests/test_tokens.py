@@ -670,3 +670,20 @@ def test_patch_variant_through_the_cli_and_eval(trainer, tmp_path, make_folder, 
     with open_results(db) as store:  # the native cell: the base model's stored predictions, exactly
         tokenized, base = (store.predictions(runs[model], "native") for model in (spec, f"openclip:{arch}"))
     assert len(tokenized[1]) == 4 and all(np.array_equal(a, b) for a, b in zip(tokenized, base))
+
+
+@pytest.mark.slow
+def test_patch_variant_on_two_processes_trains_the_copy_of_one(tmp_path):
+    """torchrun (gloo on the CPU): two processes give the one-process copy, to rounding far below its move."""
+    from test_tokens_ddp import torchrun
+
+    flags = ["--model", "lr0fm-tiny", "--pool", "fashion_mnist:train", "--steps", "4", "-b", "8", "--lr", "5e-3",
+             "--variant", "patch", "--workers", "0", "--device", "cpu"]
+    one = invoke(cli.app, ["tokens", "train", *flags, "--out", str(tmp_path / "one.safetensors")])
+    assert one.exit_code == 0, one.output
+    two = torchrun("-m", "lr0fm", "tokens", "train", *flags, "--out", str(tmp_path / "two.safetensors"))
+    assert two.returncode == 0, two.stderr
+    a, b = (read_tokens(tmp_path / f"{n}.safetensors")[1]["patch.weight"] for n in ("one", "two"))
+    start = load_model("lr0fm-tiny").visual.conv1.weight
+    moved = (a - start).abs().max().item()
+    assert moved > 1e-3 and (a - b).abs().max().item() < moved / 100
