@@ -23,6 +23,13 @@ Register your own model in a few lines; every command that takes a model spec th
     register("my-finetune", "openclip:ViT-B-16", family="openclip", native=224,
              note="ViT-B/16 fine-tuned on my data; pass --weights FILE")
 
+Metadata keywords (`arch`, `image_params`, `pretrain_data`, `pretrain_pairs`, `curation`, `finetuned`,
+`base`, `meta_source`; see `models.meta.BackboneMeta`) let `lr0fm analyze findings` join the model's stored
+results to the paper's backbones:
+
+    register("my-finetune", "openclip:ViT-B-16", arch="ViT-B/16", image_params=86_192_640,
+             pretrain_data="LAION-2B", pretrain_pairs=2_320_000_000, curation="web", finetuned="my data")
+
 `family` is one of clip, metaclip, eva, eva8b, clipa, coca, openclip, siglip, albef, m2, blip (an unknown
 family gets the generic square-stretch protocol); when `native` is left out, the parsed spec looks it up
 from open_clip's config (`parse_spec("my-clip").native`).
@@ -38,6 +45,7 @@ from importlib import resources
 
 from ..errors import UserError
 from .backends import backend_of
+from .meta import BackboneMeta, paper_meta
 
 # Families of the paper, in the order of its model table.
 FAMILIES: tuple[str, ...] = ("albef", "blip", "clip", "clipa", "coca", "eva", "eva8b", "m2", "metaclip", "openclip", "siglip")
@@ -57,6 +65,7 @@ class ModelEntry:
     supported: bool = True
     reason: str = ""  # why it cannot be loaded (unsupported entries only)
     note: str = ""  # a caveat, e.g. how a paper name maps to open_clip's tag
+    meta: BackboneMeta | None = None  # image-tower size, pre-training data, fine-tuning (None: not known)
 
     @property
     def pipeline(self) -> str:
@@ -94,8 +103,21 @@ def register(
     reason: str = "",
     note: str = "",
     replace: bool = False,
+    meta: BackboneMeta | None = None,
+    arch: str = "",
+    image_params: int | None = None,
+    pretrain_data: str = "",
+    pretrain_pairs: int | None = None,
+    curation: str = "",
+    finetuned: str = "",
+    base: str = "",
+    meta_source: str = "given with register()",
 ) -> ModelEntry:
-    """Add a named model. `spec` is a backend spec (openclip:..., hf:..., lr0fm-tiny); returns the entry."""
+    """Add a named model. `spec` is a backend spec (openclip:..., hf:..., lr0fm-tiny); returns the entry.
+
+    The metadata keywords (or a ready `meta`) describe the model for `lr0fm analyze findings`; without any
+    of them the entry has no metadata and the findings list it as left out.
+    """
     name = name.strip()
     if not _NAME.match(name) or name == "lr0fm-tiny":
         raise UserError(
@@ -110,9 +132,12 @@ def register(
         raise UserError(f"Unsupported model {name!r} needs a reason saying why it cannot be loaded.")
     if native is not None and int(native) <= 0:
         raise UserError(f"Native size of {name!r} must be a positive number of pixels, not {native}.")
+    if meta is None and (arch or image_params is not None or pretrain_data or pretrain_pairs is not None or curation
+                         or finetuned or base):
+        meta = BackboneMeta(arch, image_params, pretrain_data, pretrain_pairs, curation, finetuned, base, meta_source)
     entry = ModelEntry(
         name, family.strip().lower(), spec, None if native is None else int(native), paper_name, supported,
-        "" if supported else reason, note,
+        "" if supported else reason, note, meta,
     )
     _REGISTRY[name] = entry
     return entry
@@ -179,13 +204,15 @@ _SUPPORTED = {"yes": True, "no": False}
 
 
 def _paper_backbones() -> None:
-    """Register the rows of reference/backbones.csv in file order."""
+    """Register the rows of reference/backbones.csv in file order, with their reference/backbone_meta.csv rows."""
+    metas = paper_meta()
     with resources.files("lr0fm.reference").joinpath(BACKBONES_FILE).open("r", encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             register(
                 row["name"], row["spec"] or None, family=row["family"],
                 native=int(row["native"]) if row["native"] else None, paper_name=row["paper_name"] or None,
                 supported=_SUPPORTED[row["supported"]], reason=row["reason"], note=row["note"],
+                meta=metas.get(row["name"]),
             )
 
 
