@@ -616,6 +616,48 @@ def fit_weights(
     return fit
 
 
+def findings(
+    db: str | Path | None = None,
+    resolutions: str | Sequence[int | str] | None = None,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    paper: bool = True,
+    out: str | Path | None = None,
+    plot_dir: str | Path | None = None,
+):
+    """Test the paper's findings (model size, data quality vs size, fine-tuning, native resolution) on its
+    66 backbones plus the models of a results database whose registry name has metadata.
+
+    Args:
+        db: a results database; None uses the default one when it exists (else the paper's table alone).
+        resolutions: low resolutions to test (128, 64, 32, 16 or "mean"); the verdicts use the first (16).
+        resamples, level, seed: the bootstrap over models and over pairs (seeded: same numbers every run).
+        paper: include the paper's backbones.
+        out: also write the numbers to this .csv (statistics) or .json (everything) file.
+        plot_dir: also draw the figures (PNG) into this folder.
+
+    Returns:
+        A `findings.Findings`: models, scores, statistics, pairs, verdicts, left_out, files written.
+
+    Raises:
+        UserError: an unknown resolution, a missing or empty database, an unwritable `out` or `plot_dir`.
+
+    Example:
+        >>> result = lr0fm.api.findings(resolutions="16", plot_dir="findings/")
+        >>> result.verdicts[["claim", "verdict"]]
+    """
+    from .findings import findings as compute, plot_findings, write_numbers
+
+    result = compute(db, resolutions, resamples=resamples, level=level, seed=seed, paper=paper)
+    if plot_dir is not None:
+        result.files += plot_findings(result, plot_dir)
+    if out is not None:
+        result.files.append(write_numbers(result, out))
+    return result
+
+
 def layer_similarity(
     model: str,
     dataset: str,
@@ -711,8 +753,8 @@ def tokens_info(path: str | Path) -> dict:
 
 
 __all__ = [
-    "check_model", "evaluate", "export", "fit_weights", "layer_similarity", "list_backends", "list_datasets",
-    "list_models", "list_openclip_tags", "list_paper_pipelines", "list_protocols", "list_suites", "load_dataset",
-    "load_model", "open_results", "report", "results", "robustness_profile", "run_evaluation", "synthesize", "tokens_info",
-    "train_tokens",
+    "check_model", "evaluate", "export", "findings", "fit_weights", "layer_similarity", "list_backends",
+    "list_datasets", "list_models", "list_openclip_tags", "list_paper_pipelines", "list_protocols", "list_suites",
+    "load_dataset", "load_model", "open_results", "report", "results", "robustness_profile", "run_evaluation",
+    "synthesize", "tokens_info", "train_tokens",
 ]

@@ -240,7 +240,7 @@ def weights_fit_command(
     _show(present.weights_fit(fit))
 
 
-analyze_app = typer.Typer(help="Analyses that run a model on images (nothing is stored in the results database).",
+analyze_app = typer.Typer(help="Analyses: of a model on images, or of the paper's findings (nothing is stored in the results database).",
                           no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
 
@@ -275,6 +275,32 @@ def analyze_layers_command(
                                   split=split, protocol=protocol, pooling=pooling, batch_size=batch_size, device=device,
                                   out=out, plot=plot)
     _show(present.layer_table(result, out, plot))
+
+
+@analyze_app.command("findings")
+def analyze_findings_command(
+    resolution: list[str] = typer.Option([], "--resolution", "-r", help="Low resolution to test: 128, 64, 32, 16 or mean (the 128-16 average); repeat or comma list; the verdicts use the first (default: 16)."),
+    db: Optional[Path] = typer.Option(None, "--db", help=f"Results database whose models with metadata join (default: {DEFAULT_DB} when it exists)."),
+    no_paper: bool = typer.Option(False, "--no-paper", help="Leave out the paper's 66 backbones: only your models."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (over models, and over pairs)."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap seed: the same seed gives the same intervals."),
+    plot_dir: Optional[Path] = typer.Option(None, "--plot-dir", help="Also draw the figures (PNG) into this folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the numbers: FILE.csv (statistics) or FILE.json (everything)."),
+):
+    """Test the paper's findings on its 66 backbones plus your models: size, data quality vs size, fine-tuning, native resolution.
+
+    Spearman ρ of SAR/WAR with log image parameters and with pre-training set size, paired differences
+    (fine-tuned − base, higher − lower native resolution, curated − web data, larger − smaller data) with
+    bootstrap intervals and Wilcoxon p-values, and a verdict per claim computed from them. Reads
+    reference/backbone_meta.csv and the results database; no model is run.
+
+    Example: lr0fm analyze findings --resolution 16 --plot-dir findings/ --out findings.json
+    """
+    from . import api
+
+    result = api.findings(db, resolution or None, resamples=resamples, seed=seed, paper=not no_paper, out=out,
+                          plot_dir=plot_dir)
+    _show(present.findings(result))
 
 
 @app.command("synth")

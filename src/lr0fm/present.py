@@ -425,9 +425,40 @@ def tokens_info(info: dict) -> Shown:
     return Shown(out=[table])
 
 
+def findings(result) -> Shown:
+    """`lr0fm analyze findings`: the verdict per claim, then every statistic (x100 for paired differences)."""
+    verdicts = _table(f"The paper's findings at {result.resolutions[0]} px"
+                      if result.resolutions[0] != "mean" else "The paper's findings, averaged over 128-16 px",
+                      "Claim", "Verdict", "Evidence")
+    for row in result.verdicts.itertuples():
+        _add(verdicts, row.title, row.verdict, row.text.split(": ", 1)[-1])
+    level = round(100 * result.level)
+    stats = _table(f"Statistics ({level}% percentile bootstrap intervals, {result.resamples} resamples, "
+                   f"seed {result.seed}; paired differences ×100)",
+                   "Claim", "Test", "Metric", "Resolution", "n", "Estimate", "CI", "p", "In direction",
+                   right=("n", "Estimate", "CI", "p", "In direction"))
+    for row in result.statistics.itertuples():
+        scale = 100 if row.test == "paired" else 1
+        interval = DASH if row.low != row.low else f"[{scale * row.low:.2f}, {scale * row.high:.2f}]"
+        _add(stats, row.claim, f"{row.test}: {row.what}", row.metric, row.resolution, str(row.n),
+             _number(scale * row.estimate, 2), interval, DASH if row.p_value != row.p_value else f"{row.p_value:.2g}",
+             DASH if row.in_direction != row.in_direction else f"{int(row.in_direction)}/{row.n}")
+    shown = Shown(out=[verdicts, stats])
+    origins = result.models["origin"].value_counts()
+    shown.err.append(Text(f"{origins.get('paper', 0)} paper backbones and {origins.get('database', 0)} of your "
+                          "models with metadata."))
+    for note in result.notes:
+        shown.err.append(_warning(note))
+    if result.left_out:
+        shown.err.append(_notes("Left out", list(result.left_out)))
+    for path in result.files:
+        shown.err.append(Text(f"Wrote {path}"))
+    return shown
+
+
 __all__ = [
     "LIST_FORMATS", "Shown", "as_csv", "as_json", "as_text", "backends_listing", "batch_table", "datasets_listing",
-    "evaluation", "layer_table", "models_listing", "openclip_tags_listing", "pipelines_listing", "protocols_listing",
-    "report", "results_tables", "skip_table", "stored_results", "suites_listing", "synthesized", "tokens_info",
+    "evaluation", "findings", "layer_table", "models_listing", "openclip_tags_listing", "pipelines_listing",
+    "protocols_listing", "report", "results_tables", "skip_table", "stored_results", "suites_listing", "synthesized", "tokens_info",
     "tokens_trained", "training_progress", "weights_fit", "wrote",
 ]
