@@ -17,11 +17,13 @@ from typer.testing import CliRunner
 
 from lr0fm import cli, reference
 from lr0fm.errors import UserError
+from lr0fm.findings import PLOT_FILES
 from lr0fm.report import build_report, collect
 from lr0fm.report import plots as report_plots
 from lr0fm.store import ResultStore, RunKey
 
 invoke = CliRunner().invoke
+FINDINGS_FIGURES = set(PLOT_FILES.values())  # the Findings section's figures (the paper's table has them all)
 
 EUROSAT_NAMES = ["annual crop land", "forest", "brushland or shrubland", "highway or road",
                  "industrial buildings", "pasture land", "permanent crop land", "residential buildings", "river",
@@ -195,6 +197,7 @@ def test_outputs_exist_and_html_is_self_contained(report):
                 "accuracy.csv", "robustness.csv", "sar_war.csv", "plausibility.csv", "confusions.csv",
                 "compare_paper.csv", "compare_paper_backbones.csv", "lowest_correct.png", "half_accuracy.csv",
                 "lowest_correct.csv", "breaking_classes.csv", "rank_stability.csv"}
+    expected |= FINDINGS_FIGURES
     assert set(result.files) == expected and {p.name for p in out.iterdir()} == expected
     for name in ("accuracy.png", "sar_war.png", "compare_paper.png", "lowest_correct.png"):
         data = (out / name).read_bytes()
@@ -203,7 +206,7 @@ def test_outputs_exist_and_html_is_self_contained(report):
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page.lower() and "<link" not in page.lower()
     sources = re.findall(r'<img[^>]*\bsrc="([^"]*)"', page)
-    assert len(sources) == 4
+    assert len(sources) == 4 + len(FINDINGS_FIGURES)
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:4] == b"\x89PNG"
@@ -226,7 +229,8 @@ def test_markdown_and_latex(report):
 def test_formats_select_files(report, tmp_path):
     _, db, _ = report
     result = build_report(db, tmp_path / "md-only", "md", resamples=20)
-    assert set(result.files) == {"report.html", "report.md", "accuracy.png", "sar_war.png", "lowest_correct.png"}
+    assert set(result.files) == {"report.html", "report.md", "accuracy.png", "sar_war.png", "lowest_correct.png",
+                                 *FINDINGS_FIGURES}
     with pytest.raises(UserError, match="Unknown report format 'pdf'"):
         build_report(db, tmp_path / "bad", "md,pdf")
     assert not (tmp_path / "bad").exists()
@@ -239,7 +243,8 @@ def test_rerun_replaces_and_removes_stale_files(report, tmp_path):
     (out / "mine.txt").write_text("kept")
     build_report(db, out, ["md"], resamples=20)
     names = {p.name for p in out.iterdir()}
-    assert names == {"report.html", "report.md", "accuracy.png", "sar_war.png", "lowest_correct.png", "mine.txt"}
+    assert names == {"report.html", "report.md", "accuracy.png", "sar_war.png", "lowest_correct.png", "mine.txt",
+                     *FINDINGS_FIGURES}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
@@ -479,7 +484,7 @@ def test_html_renders_in_headless_chromium(report, tmp_path):
     cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", dom.stdout)]
     assert any(c.startswith("90.00 ±") for c in cells)  # EuroSAT native top-1
     assert any(c.startswith("40.00 ±") for c in cells)  # SAR at 16 px
-    assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', dom.stdout)) == 4
+    assert len(re.findall(r'<img[^>]*src="data:image/png;base64,', dom.stdout)) == 4 + len(FINDINGS_FIGURES)
 
     # The figures are decoded and drawn: the screenshot holds the plots' own colours, not just text.
     shot = tmp_path / "page.png"

@@ -25,6 +25,7 @@ from . import plots
 from .collect import Collected, collect, order_resolutions
 from .compute import DEFAULT_WEIGHT, PAPER_LOW_RESOLUTIONS, ReportTables, compute, display_dataset
 from .document import Details, Document, Figure, Paragraph, Section, Table, to_html, to_latex, to_markdown
+from .findings_section import draw_findings, findings_section
 
 REPORT_FORMATS = ("md", "csv", "latex")
 DEFAULT_OUT = Path("lr0fm-report")
@@ -291,7 +292,8 @@ def _profile_sections(tables: ReportTables, files: list[str]) -> list[Section]:
     return sections
 
 
-def build_document(collected: Collected, tables: ReportTables, files: list[str], db: Path) -> Document:
+def build_document(collected: Collected, tables: ReportTables, files: list[str], db: Path,
+                   findings=None) -> Document:
     level = round(100 * tables.level)
     models = collected.models
     sections = []
@@ -409,6 +411,9 @@ def build_document(collected: Collected, tables: ReportTables, files: list[str],
     if tables.compare is not None:
         sections.append(_compare_section(tables, files))
 
+    if findings is not None:
+        sections.append(findings_section(findings, files))
+
     notes = Section("Notes")
     for note in collected.notes:
         notes.blocks.append(Paragraph(note))
@@ -504,11 +509,13 @@ def build_report(db: str | Path = DEFAULT_DB, out: str | Path = DEFAULT_OUT,
                  plots.lowest_correct_plot(tables, staging / "lowest_correct.png"),
                  plots.compare_plot(tables, staging / "compare_paper.png")]
         files = [path.name for path in drawn if path is not None]
+        found, found_files = draw_findings(db, staging, seed=seed, resamples=resamples)
+        files += found_files
         if "csv" in chosen:
             files += _write_csvs(tables, staging)
         listed = ["report.html", *(["report.md"] if "md" in chosen else []),
                   *(["report.tex"] if "latex" in chosen else []), *files]
-        document = build_document(collected, tables, listed, db)
+        document = build_document(collected, tables, listed, db, found)
         if "md" in chosen:
             write_text_atomic(staging / "report.md", to_markdown(document))
         if "latex" in chosen:
