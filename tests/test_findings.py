@@ -4,7 +4,6 @@ constructed tables, the pairs built from metadata, the CLI on the paper's table 
 import csv
 import json
 import math
-import sys
 from importlib import resources
 
 import numpy as np
@@ -20,6 +19,7 @@ from lr0fm.errors import UserError
 from lr0fm.models import registry
 from lr0fm.models.meta import CURATIONS, META_COLUMNS, count_openclip_image_params
 from lr0fm.store import ResultStore
+from test_cli import run_main
 
 invoke = CliRunner().invoke
 
@@ -31,14 +31,6 @@ def rows(name):
 
 META = rows("backbone_meta.csv")
 BACKBONES = rows("backbones.csv")
-
-
-def run_main(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["lr0fm", *args])
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import sys
 
 import pytest
 import torch
@@ -26,6 +25,7 @@ from lr0fm.plan import EvalConfig, plan
 from lr0fm.suites import SUITES
 
 from suite_fixtures import BUILDERS, build_suite
+from test_cli import run_main
 
 # Wide enough that no model or dataset name is folded inside a table cell.
 invoke = CliRunner(env={"COLUMNS": "250"}).invoke
@@ -79,15 +79,6 @@ def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("suite-data")
     build_suite(root)
     return root
-
-
-def run_main(monkeypatch, capsys, *args):
-    """cli.main() in process, as the console script runs it: (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lr0fm", *args])
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    captured = capsys.readouterr()
-    return exited.value.code, captured.out, captured.err
 
 
 def stored(db):
