@@ -1,15 +1,16 @@
 """LR-TK0 on the bundled lr0fm-tiny: does a small token budget buy low-resolution accuracy, and at what cost at native?
 
 For each variant (always-on tokens as in the paper, resolution-conditioned tokens, VPT-deep with the same
-parameter budget) and each seed, tokens are trained on the Fashion-MNIST *train* split (labels unused) and
-evaluated zero-shot on the test split at native (32 px) and 24/16/12/8 px, canonical protocol. The plain
-model is the baseline. Top-1 is reported as mean ± sample std over seeds, and the table is appended to
-bench/RESULTS.md together with the command that produced it.
+parameter budget, the patch-embedding tuning baseline) and each seed, tokens are trained on the Fashion-MNIST
+*train* split (labels unused) and evaluated zero-shot on the test split at native (32 px) and 24/16/12/8 px,
+canonical protocol. The plain model is the baseline. Top-1 is reported as mean ± sample std over seeds, and
+the table is appended to bench/RESULTS.md together with the command that produced it. The learning rate is
+chosen beforehand on held-out train images by bench/lrtk0_search.py.
 
 Trained tokens and the results database stay in --work, so rerunning the same command reuses finished runs.
 
 Usage:
-    python bench/lrtk0_tiny.py [--steps 300] [--batch-size 128] [--seeds 0,1,2] [--variants always,resolution,vpt]
+    python bench/lrtk0_tiny.py [--steps 300] [--batch-size 128] [--seeds 0,1,2] [--variants always,resolution,vpt,patch]
                                [--limit N] [--work ~/.cache/lr0fm/bench-lrtk0-tiny] [--workers 2] [--no-append]
 """
 
@@ -31,7 +32,8 @@ from lr0fm.tokens import read_tokens  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 RESOLUTIONS = ["native", "24", "16", "12", "8"]
-LABELS = {"always": "LR-TK0 (always on)", "resolution": "LR-TK0, resolution-conditioned", "vpt": "VPT-deep (matched budget)"}
+LABELS = {"always": "LR-TK0 (always on)", "resolution": "LR-TK0, resolution-conditioned", "vpt": "VPT-deep (matched budget)",
+          "patch": "patch-embedding tuning (MSPE-style)"}
 
 
 def parse_args(argv=None):
