@@ -35,7 +35,6 @@ from ..plan import EVERY, CellOutcome, EvalConfig, Plan, Skip, WorkUnit
 from ..resolution import Resolution
 from ..store import ResultStore, RunKey
 from ..suites import Suite
-from ..superres import SRModel
 from ..zeroshot import logits, top_k
 
 log = logging.getLogger("lr0fm.execute")
@@ -121,7 +120,8 @@ class ModelFacts:
     """What the run record needs to know of a loaded model, without the model (it may live on a worker).
 
     `upsamples_low_views`: the model makes its own up-step (`ZeroShotModel.upsamples_low_views`);
-    `super_resolution`: its network's file, sha256, architecture and scale (`SRModel`), or None."""
+    `super_resolution`: its network's file, sha256, architecture and scale (`ZeroShotModel.super_resolution`),
+    or None."""
 
     spec: str
     fingerprint: str
@@ -137,7 +137,7 @@ class ModelFacts:
     def of(cls, model: ZeroShotModel, device: torch.device) -> ModelFacts:
         return cls(model.spec, model.fingerprint(), model.family, model.image_size, tuple(model.image.mean),
                    tuple(model.image.std), str(device), model.upsamples_low_views,
-                   model.super_resolution if isinstance(model, SRModel) else None)
+                   model.super_resolution)
 
 
 def provenance(facts: ModelFacts, dataset: ZeroShotDataset, config: EvalConfig) -> dict:

@@ -41,6 +41,8 @@ class ZeroShotModel(ABC):
     # True for models that make their own up-step (a super-resolution front end): the executor hands them
     # each low resolution as the r x r image itself, not brought back to native size.
     upsamples_low_views: bool = False
+    # What a run's provenance records of such a front end (file, sha256, architecture, scale), or None.
+    super_resolution: dict | None = None
 
     @property
     def image_size(self) -> int:
