@@ -140,6 +140,29 @@ def test_class_breaking_matches_brute_force():
         assert median[c] == (at_half[0] if at_half else 0.0)
 
 
+def test_class_breaking_resamples_are_the_accuracy_resamples():
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 5, size=400)
+    labels[labels == 4] = 3  # class 4 has no image
+    correct = (rng.random((400, 4)) < np.array([0.85, 0.7, 0.5, 0.3])).astype(float)
+    correct[rng.random(400) < 0.05, 2] = np.nan  # a few unreadable images
+    index = metrics.lowest_correct(correct)
+    got = metrics.resampled_class_breaking(labels, index, 4, 5, 300, seed=3, key="dtd")
+    assert got.shape == (300, 5, 3)
+    # The same draws through the dense path: per class, means of "correct at native" and "broken by k".
+    member = np.stack([(labels == c) & (index >= 0) for c in range(5)], axis=1).astype(float)
+    broken = np.stack([(labels == c) & (index >= 0) & (index < k) for c in range(5) for k in (1, 2, 3)],
+                      axis=1).astype(float)
+    means = metrics.resampled_means(np.concatenate([member, broken], axis=1), 300, seed=3, key="dtd")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = means[:, 5:].reshape(300, 5, 3) / means[:, :5, None]
+    np.testing.assert_allclose(got[:, :4], expected[:, :4])
+    assert np.isnan(got[:, 4]).all()
+    # Centred on the point estimate.
+    _, point, _ = metrics.class_breaking(labels, index, [64, 32, 16, 8], 5)
+    np.testing.assert_allclose(np.nanmean(got[:, :4], axis=0), point[:4], atol=0.05)
+
+
 def test_rank_stability_against_spearmanr_with_ties():
     rng = np.random.default_rng(11)
     native = rng.integers(0, 4, size=(300, 5)) / 10  # many ties
@@ -291,6 +314,8 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_images(constructed)
         assert ((inside["half_px_low"] <= inside["half_px"]) & (inside["half_px"] <= inside["half_px_high"])).all()
         lowest = tables["lowest_correct"]
         assert ((lowest["fraction_low"] <= lowest["fraction"]) & (lowest["fraction"] <= lowest["fraction_high"])).all()
+        breaking = tables["breaking_classes"]
+        assert ((breaking["broken_low"] <= breaking["broken"]) & (breaking["broken"] <= breaking["broken_high"])).all()
         stability = tables["rank_stability"]
         noise = 1e-12  # the resamples' vectorised rho and spearmanr's differ in the last bits
         assert ((stability["rho_low"] <= stability["rho"] + noise)
@@ -298,6 +323,8 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_images(constructed)
     keep = (small["half_accuracy"]["status"] == "within range").to_numpy()
     assert (width(large["half_accuracy"], "half_px")[keep] < width(small["half_accuracy"], "half_px")[keep]).all()
     assert (width(large["lowest_correct"], "fraction") < width(small["lowest_correct"], "fraction")).all()
+    spread = [width(t["breaking_classes"], "broken") for t in (small, large)]
+    assert np.nanmean(spread[1]) < 0.6 * np.nanmean(spread[0])
     assert width(large["rank_stability"], "rho").sum() < width(small["rank_stability"], "rho").sum()
 
 

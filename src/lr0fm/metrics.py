@@ -469,6 +469,15 @@ def _resample_counts(rng: np.random.Generator, n: int, count: int) -> np.ndarray
     return np.bincount(drawn.ravel(), minlength=count * n).reshape(count, n).astype(np.float64)
 
 
+def _resample_blocks(rng: np.random.Generator, n: int, n_resamples: int):
+    """The resample counts of n samples in blocks of rows: (start, stop, (stop - start, n) counts). The one
+    place that draws resamples, so every statistic computed from the same (seed, key) sees the same ones."""
+    block = max(1, _BOOTSTRAP_BLOCK // max(n, 1))
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        yield start, stop, _resample_counts(rng, n, stop - start)
+
+
 def _bootstrap_rng(seed: int, key: str) -> np.random.Generator:
     """The generator of a dataset's resamples: seeded by (seed, dataset name), independent of other datasets."""
     return np.random.default_rng([seed, zlib.crc32(key.encode())])
@@ -484,11 +493,9 @@ def _resampled_accuracy(columns: list[np.ndarray], n_resamples: int, rng: np.ran
         n = len(values)
         # Hits and readable flags side by side: one product gives both numerator and denominator.
         stacked = np.concatenate([np.nan_to_num(values, nan=0.0), (~np.isnan(values)).astype(np.float64)], axis=1)
-        block = max(1, _BOOTSTRAP_BLOCK // max(n, 1))
         sums = np.empty((n_resamples, stacked.shape[1]))
-        for start in range(0, n_resamples, block):
-            stop = min(start + block, n_resamples)
-            sums[start:stop] = _resample_counts(rng, n, stop - start) @ stacked
+        for start, stop, counts in _resample_blocks(rng, n, n_resamples):
+            sums[start:stop] = counts @ stacked
         width = len(group)
         with np.errstate(invalid="ignore", divide="ignore"):
             out.append(sums[:, :width] / sums[:, width:])
@@ -757,6 +764,43 @@ def class_breaking(labels, index, pixels, n_classes: int) -> tuple[np.ndarray, n
     half = broken >= 0.5
     median = np.where(half.any(axis=1), pixels[1:][np.argmax(half, axis=1)], BELOW_LOWEST)
     return n_correct, broken, np.where(n_correct > 0, median, np.nan)
+
+
+def resampled_class_breaking(labels, index, n_resolutions: int, n_classes: int, n_resamples: int, *,
+                             seed: int = 0, key: str = "") -> np.ndarray:
+    """Bootstrap of `class_breaking`'s shares: (n_resamples, C, R - 1), NaN where a resample drew no image of
+    the class correct at native.
+
+    The images are resampled with the very draws of `resampled_means(..., seed=seed, key=key)` on the same
+    n images, so these intervals come from the same resamples as the accuracy intervals. Each share is a
+    ratio of resampled counts: images of the class broken by that resolution over its images correct at
+    native (unreadable and wrong-at-native images count in neither).
+
+    Args:
+        labels: (n,) true classes. index: (n,) from `lowest_correct`. n_resolutions: R, native included.
+        n_classes: C. n_resamples, seed, key: as in `resampled_means`.
+    """
+    from scipy import sparse
+
+    labels = np.asarray(labels, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    if labels.shape != index.shape or labels.ndim != 1:
+        raise UserError(f"labels and index must be 1-d arrays of one length, got {labels.shape} and {index.shape}.")
+    if n_resamples < 1:
+        raise UserError(f"n_resamples must be at least 1, got {n_resamples}.")
+    n, levels = len(labels), n_resolutions - 1
+    # Column c * R: native-correct images of class c; column c * R + k (k = 1..R-1): those broken by level k.
+    kept = np.flatnonzero(index >= 0)
+    rows = [kept] + [kept[index[kept] < k] for k in range(1, n_resolutions)]
+    columns = [labels[kept] * n_resolutions] + [labels[r] * n_resolutions + k for k, r in enumerate(rows[1:], start=1)]
+    member = sparse.csr_matrix((np.ones(sum(map(len, rows))), (np.concatenate(rows), np.concatenate(columns))),
+                               shape=(n, n_classes * n_resolutions))
+    out = np.empty((n_resamples, n_classes, levels))
+    for start, stop, counts in _resample_blocks(_bootstrap_rng(seed, key), n, n_resamples):
+        sums = np.asarray((member.T @ counts.T).T).reshape(stop - start, n_classes, n_resolutions)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:stop] = sums[:, :, 1:] / sums[:, :, :1]
+    return out
 
 
 def rank_stability(native_accuracy, low_accuracy) -> np.ndarray:

@@ -251,8 +251,9 @@ def _profile_sections(tables: ReportTables, files: list[str]) -> list[Section]:
         details.blocks.append(Paragraph(
             "Per class, over its images correct at native: the share broken by each low resolution (wrong there "
             "or at some higher one) and the median breaking resolution, the highest resolution by which half of "
-            "them have broken (\"<\" when fewer than half break in the measured range). Classes that break "
-            "first are listed first; all classes are in breaking_classes.csv."))
+            "them have broken (\"<\" when fewer than half break in the measured range), the shares ± half "
+            f"their {level}% bootstrap interval. Classes that break first are listed first; all classes are in "
+            "breaking_classes.csv."))
         for (model, dataset), part in breaking.groupby(["model", "dataset"], sort=False):
             resolutions = list(dict.fromkeys(part["resolution"]))
             lowest = int(part["pixels"].min())
@@ -264,7 +265,7 @@ def _profile_sections(tables: ReportTables, files: list[str]) -> list[Section]:
                 median = _px(first["median_breaking_px"], lowest)
                 rows.append([str(rank), name, str(first["n_correct_native"]),
                              median if median.startswith("<") else f"{float(first['median_breaking_px']):.0f}"] +
-                            [_number(b, 100, 1) for b in one["broken"]])
+                            [with_ci(r["broken"], r["broken_low"], r["broken_high"], 100, 1) for _, r in one.iterrows()])
             details.blocks.append(Table(
                 ["Rank", "Class", "Correct at native", "Median breaking (px)"] +
                 [f"Broken by {r} px (%)" for r in resolutions], rows,

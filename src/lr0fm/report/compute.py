@@ -264,7 +264,7 @@ HALF_ACCURACY_COLUMNS = ["model", "dataset", "accuracy", "n_datasets", "native_p
 LOWEST_CORRECT_COLUMNS = ["model", "dataset", "category", "resolution", "pixels", "count", "n_images",
                           "n_unreadable", "fraction", "fraction_low", "fraction_high"]
 BREAKING_COLUMNS = ["model", "dataset", "rank", "class", "class_name", "n_correct_native", "median_breaking_px",
-                    "resolution", "pixels", "broken"]
+                    "resolution", "pixels", "broken", "broken_low", "broken_high"]
 RANK_STABILITY_COLUMNS = ["dataset", "split", "n_images", "resolution", "n_models", "models", "rho", "rho_low",
                           "rho_high"]
 
@@ -322,10 +322,13 @@ def _lowest_correct_rows(run: DatasetRun, index: np.ndarray, point: np.ndarray, 
     return rows
 
 
-def _breaking_rows(run: DatasetRun, index: np.ndarray, pixels: np.ndarray) -> list[dict]:
+def _breaking_rows(run: DatasetRun, index: np.ndarray, pixels: np.ndarray, boot: np.ndarray,
+                   level: float) -> list[dict]:
     """Classes with images correct at native, those that break first (highest median breaking resolution,
-    then most broken at each resolution from the highest down) ranked first."""
+    then most broken at each resolution from the highest down) ranked first; `boot` holds the shares'
+    resamples (`metrics.resampled_class_breaking`)."""
     n_correct, broken, median = metrics.class_breaking(run.labels[NATIVE], index, pixels, run.n_classes)
+    low, high = metrics.percentile_interval(boot, level)
     present = np.flatnonzero(n_correct > 0)
     keys = [present] + [-broken[present, k] for k in reversed(range(broken.shape[1]))] + [-median[present]]
     rows = []
@@ -334,7 +337,8 @@ def _breaking_rows(run: DatasetRun, index: np.ndarray, pixels: np.ndarray) -> li
             rows.append({"model": run.model, "dataset": run.dataset, "rank": rank, "class": int(c),
                          "class_name": run.classname(int(c)), "n_correct_native": int(n_correct[c]),
                          "median_breaking_px": float(median[c]), "resolution": resolution,
-                         "pixels": int(pixels[k + 1]), "broken": float(broken[c, k])})
+                         "pixels": int(pixels[k + 1]), "broken": float(broken[c, k]),
+                         "broken_low": float(low[c, k]), "broken_high": float(high[c, k])})
     return rows
 
 
@@ -368,7 +372,8 @@ def profile_tables(collected: Collected, *, seed: int = 0, resamples: int = 1000
       correct at every resolution up to native (`metrics.lowest_correct`); the lowest category, "≤ r", holds
       images correct everywhere.
     - breaking_classes: per class, the share of its native-correct images broken by each low resolution and
-      its median breaking resolution, classes that break first ranked first (no intervals).
+      its median breaking resolution, classes that break first ranked first; intervals on the shares (the
+      median breaking resolution has none: it is a step function of them).
     - rank_stability: per dataset with 3 or more models on the same images, Spearman rho of their native
       top-1 ranking against each shared low resolution.
 
@@ -404,7 +409,9 @@ def profile_tables(collected: Collected, *, seed: int = 0, resamples: int = 1000
             by_run[(run.model, run.dataset)] = (
                 _half_rows(run, pixels, point[start:start + width], boot[:, start:start + width], level, kept),
                 _lowest_correct_rows(run, index, point[share], boot[:, share], level),
-                _breaking_rows(run, index, pixels))
+                _breaking_rows(run, index, pixels, metrics.resampled_class_breaking(
+                    run.labels[NATIVE], index, width, run.n_classes, resamples, seed=seed, key=runs[0].dataset),
+                    level))
             start += 2 * width + 1
         stability += _rank_stability_rows(runs, accuracy, level)
 
